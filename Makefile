@@ -1,0 +1,44 @@
+# syncbn — the README's two commands, and a few more.
+#   make demo   install what is missing, build, run the main job
+#   make test   install what is missing, build (release + ASan/UBSan), run every test
+#   make bench  build and run the benchmarks (installs PyTorch for the peer runs)
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build build-asan test test-release test-asan demo bench install clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSYNCBN_WERROR=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSYNCBN_WERROR=ON -DSYNCBN_SANITIZE=ON \
+	      -DSYNCBN_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure
+
+test: test-release test-asan
+
+demo: build
+	bash scripts/demo.sh $(BUILD)
+
+bench: deps
+	bash scripts/install-deps.sh --bench
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

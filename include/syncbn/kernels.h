@@ -1,0 +1,71 @@
+/* syncbn — stateless BN kernels.
+ *
+ * The arithmetic of Batch Normalization on caller-owned buffers, for both
+ * layouts (see shape.h), parallel over OpenMP threads. The BN layer (bn.h)
+ * is built from these; other frameworks can call them directly.
+ *
+ * Conventions
+ *   - Outputs first, then inputs, then options; sizes come from `shape`.
+ *   - Per-channel arrays hold shape.c values. Statistics are double: every
+ *     per-channel sum is accumulated in double about a shift taken from the
+ *     channel's own data, and x - mean is formed in double, so offset inputs
+ *     (mean 1e4, spread 1e-2), constant channels (y == bias exactly) and
+ *     values near 1e18 come out right.
+ *   - "count" below is n*s, the number of values of one channel.
+ *   - weight == NULL means 1 and bias == NULL means 0 (affine = false).
+ *   - Outputs are overwritten, never accumulated into.
+ *   - y may alias x, dx may alias dy (in place). No other aliasing.
+ *   - Non-finite inputs never crash: a NaN or Inf in a channel makes that
+ *     channel's mean/m2 and outputs NaN (or Inf), other channels unaffected.
+ *   - Results do not depend on the thread count beyond rounding.
+ * Errors: SBN_ERR_ARG (NULL pointer, unknown layout, eps < 0 or NaN),
+ *         SBN_ERR_SHAPE (bad sizes), SBN_ERR_NOMEM (scratch for channels-last).
+ */
+#ifndef SYNCBN_KERNELS_H
+#define SYNCBN_KERNELS_H
+
+#include <stdint.h>
+#include <syncbn/shape.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* mean[c] = sum(x)/count and m2[c] = sum((x - mean[c])^2) over channel c.
+ * An empty channel (count 0) gives mean 0, m2 0. */
+sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x);
+
+/* y = (x - mean[c]) * invstd[c] * weight[c] + bias[c], computed in double. */
+sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const double *mean,
+                                const double *invstd, const float *weight, const float *bias);
+
+/* Training forward in one call: channel statistics, invstd[c] = 1/sqrt(m2[c]/count + eps),
+ * then normalize, with each channel's data still in cache for the second pass
+ * (channels-first). Needs count >= 1. mean, m2, invstd are outputs. */
+sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *invstd, sbn_shape shape,
+                                    const float *x, const float *weight, const float *bias, double eps);
+
+/* sum_dy[c] = sum(dy) and sum_dy_xmu[c] = sum(dy * (x - mean[c])) over channel c.
+ * (grad_bias = sum_dy, grad_weight = invstd * sum_dy_xmu.) */
+sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
+                                      const float *dy, const double *mean);
+
+/* dx = weight*invstd * (dy - mean_dy[c] - (x - mean[c]) * invstd^2 * mean_dy_xmu[c]),
+ * the gradient through batch statistics, where mean_dy and mean_dy_xmu are
+ * sum_dy/count and sum_dy_xmu/count (over the global batch for SyncBN).
+ * mean_dy == mean_dy_xmu == NULL gives dx = dy * weight * invstd, the gradient
+ * through fixed (running) statistics. */
+sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy,
+                                     const double *mean, const double *invstd, const float *weight,
+                                     const double *mean_dy, const double *mean_dy_xmu);
+
+/* Training backward in one call: backward_reduce, then (if dx != NULL)
+ * backward_apply with mean_dy = sum_dy/count, channel data still in cache. */
+sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
+                                     const float *x, const float *dy, const double *mean,
+                                     const double *invstd, const float *weight);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

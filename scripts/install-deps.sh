@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages syncbn needs to build, test and run its demo.
+# Idempotent: does nothing when every package is already installed.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark peers: PyTorch)
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-dev zlib1g-dev libcmocka-dev libcjson-dev
+  mpi-default-dev mpi-default-bin
+  libdnnl-dev
+  dataset-fashion-mnist
+  gnuplot-nox
+)
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-torch python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

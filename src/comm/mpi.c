@@ -1,0 +1,304 @@
+/* The MPI backend. The only library file that includes mpi.h.
+ *
+ * Every collective is built here from non-blocking point-to-point messages
+ * along binomial trees, rather than MPI_Allreduce, for three guarantees MPI
+ * does not give:
+ *   - Identical bits on every rank: the reduction runs up one tree to rank 0
+ *     in rank order, and rank 0's result is sent down; no rank computes its
+ *     own copy.
+ *   - Disagreement is reported, not undefined: each message carries a header,
+ *     and every receive learns the incoming size before taking it, so ranks
+ *     passing different counts all get SBN_ERR_MISMATCH instead of a
+ *     truncation, garbage or a hang.
+ *   - No wait forever: every wait polls until the communicator's timeout,
+ *     then gives SBN_ERR_COMM and marks the communicator broken.
+ */
+#include <syncbn/mpi.h>
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm_internal.h"
+#include "core/error.h"
+
+enum { TREE_TAG = 7401 };
+
+/* Prepended to every tree message. error != 0 means "abandon this collective". */
+typedef struct message_header {
+    int64_t error;          /* 0, or the sbn_status every rank must return */
+    int64_t detecting_rank; /* where a size mismatch was seen */
+    int64_t expected_bytes; /* ... what that rank expected */
+    int64_t received_bytes; /* ... and what arrived */
+} message_header;
+
+typedef struct mpi_state {
+    MPI_Comm mpi;
+    unsigned char *buffer; /* header + payload, grown on demand */
+    size_t buffer_bytes;
+} mpi_state;
+
+static mpi_state *state_of(sbn_comm *comm) { return comm->backend_state; }
+
+static sbn_status mpi_failure(int code, const char *what)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(code, text, &length);
+    return sbn_fail(SBN_ERR_COMM, "%s failed: %s", what, text);
+}
+
+static sbn_status timed_out(sbn_comm *comm, const char *what, int peer)
+{
+    return sbn_fail(SBN_ERR_COMM, "rank %d: %s rank %d did not complete within the %g s timeout", comm->rank, what,
+                    peer, comm->timeout_seconds);
+}
+
+static sbn_status reserve_buffer(mpi_state *state, size_t bytes)
+{
+    if (bytes <= state->buffer_bytes) return SBN_OK;
+    unsigned char *grown = realloc(state->buffer, bytes);
+    if (!grown) return sbn_fail(SBN_ERR_NOMEM, "no memory for a %zu-byte message", bytes);
+    state->buffer = grown;
+    state->buffer_bytes = bytes;
+    return SBN_OK;
+}
+
+/* Sends header (+ payload unless the header carries an error) to peer and
+ * waits for completion, at most until the timeout. */
+static sbn_status send_message(sbn_comm *comm, int peer, const message_header *header, const void *payload,
+                               size_t payload_bytes)
+{
+    mpi_state *state = state_of(comm);
+    const size_t bytes = sizeof *header + (header->error ? 0 : payload_bytes);
+    sbn_status st = reserve_buffer(state, bytes);
+    if (st != SBN_OK) return st;
+    memcpy(state->buffer, header, sizeof *header);
+    if (!header->error && payload_bytes) memcpy(state->buffer + sizeof *header, payload, payload_bytes);
+    MPI_Request request;
+    int rc = MPI_Isend(state->buffer, (int)bytes, MPI_BYTE, peer, TREE_TAG, state->mpi, &request);
+    if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Isend");
+    const double deadline = MPI_Wtime() + comm->timeout_seconds;
+    for (;;) {
+        int done = 0;
+        if ((rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE)) != MPI_SUCCESS) return mpi_failure(rc, "MPI_Test");
+        if (done) return SBN_OK;
+        if (MPI_Wtime() > deadline) {
+            MPI_Request_free(&request);
+            return timed_out(comm, "sending to", peer);
+        }
+        sched_yield();
+    }
+}
+
+/* Receives one message from peer into the state buffer. On a size other than
+ * header + payload_bytes (and not an error header), sets header->error to
+ * SBN_ERR_MISMATCH with the sizes. */
+static sbn_status receive_message(sbn_comm *comm, int peer, size_t payload_bytes, message_header *header)
+{
+    mpi_state *state = state_of(comm);
+    const double deadline = MPI_Wtime() + comm->timeout_seconds;
+    MPI_Message message;
+    MPI_Status status;
+    for (;;) {
+        int found = 0;
+        int rc = MPI_Improbe(peer, TREE_TAG, state->mpi, &found, &message, &status);
+        if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Improbe");
+        if (found) break;
+        if (MPI_Wtime() > deadline) return timed_out(comm, "waiting for", peer);
+        sched_yield();
+    }
+    int bytes = 0;
+    MPI_Get_count(&status, MPI_BYTE, &bytes);
+    sbn_status st = reserve_buffer(state, (size_t)bytes > sizeof *header ? (size_t)bytes : sizeof *header);
+    if (st != SBN_OK) return st;
+    int rc = MPI_Mrecv(state->buffer, bytes, MPI_BYTE, &message, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Mrecv");
+    const size_t expected = sizeof *header + payload_bytes;
+    if ((size_t)bytes >= sizeof *header) memcpy(header, state->buffer, sizeof *header);
+    if ((size_t)bytes < sizeof *header || (!header->error && (size_t)bytes != expected)) {
+        header->error = SBN_ERR_MISMATCH;
+        header->detecting_rank = comm->rank;
+        header->expected_bytes = (int64_t)expected;
+        header->received_bytes = bytes;
+    }
+    return SBN_OK;
+}
+
+/* The combine step of a reduction: higher = lower (+) higher. */
+typedef void combine_fn(const void *lower, void *higher, int64_t count, int element_doubles, sbn_merge_fn *merge);
+
+static void combine_float(const void *lower, void *higher, int64_t count, int element_doubles, sbn_merge_fn *merge)
+{
+    (void)element_doubles, (void)merge;
+    const float *a = lower;
+    float *b = higher;
+    for (int64_t i = 0; i < count; i++) b[i] = a[i] + b[i];
+}
+
+static void combine_double(const void *lower, void *higher, int64_t count, int element_doubles, sbn_merge_fn *merge)
+{
+    (void)element_doubles, (void)merge;
+    const double *a = lower;
+    double *b = higher;
+    for (int64_t i = 0; i < count; i++) b[i] = a[i] + b[i];
+}
+
+static void combine_int64(const void *lower, void *higher, int64_t count, int element_doubles, sbn_merge_fn *merge)
+{
+    (void)element_doubles, (void)merge;
+    const int64_t *a = lower;
+    int64_t *b = higher;
+    for (int64_t i = 0; i < count; i++) b[i] = (int64_t)((uint64_t)a[i] + (uint64_t)b[i]);
+}
+
+static void combine_merge(const void *lower, void *higher, int64_t count, int element_doubles, sbn_merge_fn *merge)
+{
+    (void)element_doubles;
+    merge(lower, higher, count);
+}
+
+/* Up the binomial tree to rank 0: rank r receives from r+1, r+2, r+4, ...
+ * (each covering the ranks just above it) and sends once to r - lowbit(r). */
+static sbn_status reduce_to_root(sbn_comm *comm, void *data, int64_t count, size_t payload_bytes, int element_doubles,
+                                 combine_fn *combine, sbn_merge_fn *merge, message_header *header)
+{
+    mpi_state *state = state_of(comm);
+    sbn_status st;
+    for (int mask = 1; mask < comm->size; mask <<= 1) {
+        if (comm->rank & mask) return send_message(comm, comm->rank - mask, header, data, payload_bytes);
+        const int child = comm->rank + mask;
+        if (child >= comm->size) continue;
+        message_header received = {0, 0, 0, 0};
+        if ((st = receive_message(comm, child, payload_bytes, &received)) != SBN_OK) return st;
+        if (header->error) continue; /* keep the first error seen */
+        if (received.error) {
+            *header = received;
+            continue;
+        }
+        unsigned char *payload = state->buffer + sizeof *header;
+        combine(data, payload, count, element_doubles, merge);
+        memcpy(data, payload, payload_bytes);
+    }
+    return SBN_OK;
+}
+
+/* Down the binomial tree from `root`: ranks are renumbered so that root is
+ * virtual rank 0; v receives from v - lowbit(v) and sends to v + 2^k below it. */
+static sbn_status broadcast_from_root(sbn_comm *comm, void *data, size_t payload_bytes, int root,
+                                      message_header *header)
+{
+    const int size = comm->size, virtual_rank = (comm->rank - root + size) % size;
+    int mask = 1;
+    while (mask < size && !(virtual_rank & mask)) mask <<= 1;
+    sbn_status st;
+    if (virtual_rank != 0) {
+        message_header received = {0, 0, 0, 0};
+        if ((st = receive_message(comm, (virtual_rank - mask + root) % size, payload_bytes, &received)) != SBN_OK)
+            return st;
+        *header = received;
+        if (!header->error) memcpy(data, state_of(comm)->buffer + sizeof *header, payload_bytes);
+    }
+    for (mask >>= 1; mask > 0; mask >>= 1) {
+        if (virtual_rank + mask >= size) continue;
+        if ((st = send_message(comm, (virtual_rank + mask + root) % size, header, data, payload_bytes)) != SBN_OK)
+            return st;
+    }
+    return SBN_OK;
+}
+
+static sbn_status header_status(const message_header *header)
+{
+    if (!header->error) return SBN_OK;
+    if (header->error == SBN_ERR_MISMATCH)
+        return sbn_fail(SBN_ERR_MISMATCH,
+                        "ranks passed different sizes to the same collective: rank %lld expected a %lld-byte "
+                        "message and received %lld bytes",
+                        (long long)header->detecting_rank, (long long)header->expected_bytes,
+                        (long long)header->received_bytes);
+    return sbn_fail((sbn_status)header->error, "a peer rank failed in this collective");
+}
+
+static sbn_status mpi_broadcast(sbn_comm *comm, float *data, int64_t count, int root)
+{
+    if (comm->size == 1) return SBN_OK;
+    message_header header = {0, 0, 0, 0};
+    sbn_status st = broadcast_from_root(comm, data, (size_t)count * sizeof *data, root, &header);
+    return st != SBN_OK ? st : header_status(&header);
+}
+
+static sbn_status mpi_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_reduce_type type,
+                                int element_doubles, sbn_merge_fn *merge)
+{
+    static combine_fn *const combiners[] = {
+        [SBN_REDUCE_FLOAT] = combine_float, [SBN_REDUCE_DOUBLE] = combine_double,
+        [SBN_REDUCE_INT64] = combine_int64, [SBN_REDUCE_MERGE] = combine_merge};
+    static const size_t element_bytes[] = {
+        [SBN_REDUCE_FLOAT] = sizeof(float), [SBN_REDUCE_DOUBLE] = sizeof(double),
+        [SBN_REDUCE_INT64] = sizeof(int64_t), [SBN_REDUCE_MERGE] = sizeof(double)};
+    const size_t payload_bytes =
+        (size_t)count * element_bytes[type] * (size_t)(type == SBN_REDUCE_MERGE ? element_doubles : 1);
+    if (comm->size == 1) return SBN_OK;
+    message_header header = {0, 0, 0, 0};
+    sbn_status st =
+        reduce_to_root(comm, data, count, payload_bytes, element_doubles, combiners[type], merge, &header);
+    if (st == SBN_OK) st = broadcast_from_root(comm, data, payload_bytes, 0, &header);
+    return st != SBN_OK ? st : header_status(&header);
+}
+
+/* ---------- creation ---------- */
+
+static sbn_status wrap_mpi(MPI_Comm mpi, double timeout_seconds, sbn_comm **out);
+
+static sbn_status mpi_split(sbn_comm *parent, int color, int key, sbn_comm **out)
+{
+    MPI_Comm child;
+    int rc = MPI_Comm_split(state_of(parent)->mpi, color, key, &child);
+    if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Comm_split");
+    return wrap_mpi(child, parent->timeout_seconds, out);
+}
+
+static void mpi_destroy_backend(sbn_comm *comm)
+{
+    mpi_state *state = state_of(comm);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&state->mpi);
+    free(state->buffer);
+    free(state);
+}
+
+static const sbn_comm_backend mpi_backend = {mpi_allreduce, mpi_broadcast, mpi_split, mpi_destroy_backend};
+
+/* Takes ownership of mpi (a communicator this library created). */
+static sbn_status wrap_mpi(MPI_Comm mpi, double timeout_seconds, sbn_comm **out)
+{
+    MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(mpi, &rank);
+    MPI_Comm_size(mpi, &size);
+    mpi_state *state = calloc(1, sizeof *state);
+    if (state) state->mpi = mpi;
+    *out = state ? sbn_comm_wrap(&mpi_backend, state, rank, size, timeout_seconds) : NULL;
+    if (!*out) {
+        free(state);
+        MPI_Comm_free(&mpi);
+        return sbn_fail(SBN_ERR_NOMEM, "no memory for a communicator");
+    }
+    return SBN_OK;
+}
+
+sbn_status sbn_comm_create_mpi(MPI_Comm mpi, sbn_comm **out)
+{
+    if (!out) return sbn_fail(SBN_ERR_ARG, "out is NULL");
+    *out = NULL;
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized) return sbn_fail(SBN_ERR_COMM, "MPI is not initialized (call MPI_Init first)");
+    if (mpi == MPI_COMM_NULL) return sbn_fail(SBN_ERR_ARG, "mpi is MPI_COMM_NULL");
+    MPI_Comm duplicate;
+    int rc = MPI_Comm_dup(mpi, &duplicate);
+    if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Comm_dup");
+    return wrap_mpi(duplicate, SBN_COMM_DEFAULT_TIMEOUT_SECONDS, out);
+}

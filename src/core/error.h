@@ -1,0 +1,12 @@
+/* Internal: how library code reports an error. */
+#ifndef SBN_CORE_ERROR_H
+#define SBN_CORE_ERROR_H
+
+#include <syncbn/status.h>
+
+/* Sets this thread's message (printf-style) and returns status, so that a
+ * failing path reads `return sbn_fail(SBN_ERR_ARG, "x is NULL");`. */
+sbn_status sbn_fail(sbn_status status, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

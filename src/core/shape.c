@@ -1,0 +1,25 @@
+/* Shape validation shared by every kernel and layer. */
+#include <syncbn/shape.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+sbn_status sbn_shape_check(sbn_shape shape, int64_t *elements)
+{
+    if (shape.layout != SBN_NCS && shape.layout != SBN_NSC)
+        return sbn_fail(SBN_ERR_ARG, "unknown layout %d (expected SBN_NCS or SBN_NSC)", (int)shape.layout);
+    if (shape.n < 0 || shape.c < 0 || shape.s < 0)
+        return sbn_fail(SBN_ERR_SHAPE, "negative size in shape (n=%lld, c=%lld, s=%lld)",
+                        (long long)shape.n, (long long)shape.c, (long long)shape.s);
+    int64_t count = 0;
+    /* Bytes, not just elements, must fit: a float tensor of count elements is 4*count bytes. */
+    if (__builtin_mul_overflow(shape.n, shape.c, &count) || __builtin_mul_overflow(count, shape.s, &count) ||
+        count > (int64_t)(PTRDIFF_MAX / 8))
+        return sbn_fail(SBN_ERR_SHAPE, "shape (n=%lld, c=%lld, s=%lld) has more elements than fit in memory",
+                        (long long)shape.n, (long long)shape.c, (long long)shape.s);
+    if (elements)
+        *elements = count;
+    return SBN_OK;
+}
