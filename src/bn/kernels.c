@@ -43,6 +43,9 @@ static sbn_status check_eps(double eps)
 /* NCS with s == 1 has the memory of NSC: (n*C + c)*1 + 0 == (n*1 + 0)*C + c. */
 static int is_rows_of_channels(sbn_shape shape) { return shape.layout == SBN_NSC || shape.s == 1; }
 
+/* Rounding can push s2 - s1^2/n a hair below 0; NaN must stay NaN (fmax would drop it). */
+static double nonnegative(double v) { return v < 0.0 ? 0.0 : v; }
+
 static double weight_or_one(const float *weight, int64_t c) { return weight ? (double)weight[c] : 1.0; }
 static double bias_or_zero(const float *bias, int64_t c) { return bias ? (double)bias[c] : 0.0; }
 
@@ -74,7 +77,7 @@ static void ncs_channel_stats(double *mean, double *m2, sbn_shape shape, const f
         }
     }
     *mean = shift + s1 / (double)count;
-    *m2 = fmax(s2 - s1 * (s1 / (double)count), 0.0);
+    *m2 = nonnegative(s2 - s1 * (s1 / (double)count));
 }
 
 /* y = (x - mean) * scale + offset over channel c. */
@@ -166,7 +169,7 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
             s2 += partial[(size_t)t * 2 * (size_t)channels + (size_t)channels + (size_t)c];
         }
         mean[c] = (double)shift[c] + s1 / (double)rows;
-        m2[c] = fmax(s2 - s1 * (s1 / (double)rows), 0.0);
+        m2[c] = nonnegative(s2 - s1 * (s1 / (double)rows));
     }
     free(partial);
     return SBN_OK;
