@@ -23,6 +23,7 @@ struct sbn_bn {
     sbn_comm *comm;        /* borrowed; NULL for plain BN */
     int64_t layer_id;      /* on comm */
     int64_t num_batches_tracked;
+    int64_t local_backwards; /* see sync_identity */
     float *floats;         /* FLOAT_SLOTS x channels */
     double *doubles;       /* DOUBLE_SLOTS x channels, then the SyncBN message */
     /* The last successful forward, for backward. */
@@ -148,7 +149,8 @@ static sync_identity identity_of(const sbn_bn *bn, sync_pass pass)
         .layer_id = bn->layer_id,
         .options_code = sync_options_code(bn->options.affine, bn->options.track_running_stats,
                                           bn->options.cumulative, bn->options.momentum, bn->options.eps),
-        .pass = pass};
+        .pass = pass,
+        .local_backwards = bn->local_backwards};
     return identity;
 }
 
@@ -159,9 +161,13 @@ static sbn_status sync_exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge)
     double *message = sync_message(bn);
     sbn_status st = sbn_comm_allreduce_merge(bn->comm, message, SYNC_HEADER_ELEMENTS + bn->channels,
                                              SYNC_ELEMENT_DOUBLES, merge);
+    bn->local_backwards = 0; /* every rank reached a collective: counting starts again */
     if (st == SBN_ERR_MISMATCH)
-        return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld (%lld channels) %s: %s", (long long)bn->layer_id,
-                        (long long)bn->channels, pass == SYNC_PASS_FORWARD ? "forward" : "backward", sbn_errmsg());
+        return sbn_fail(SBN_ERR_MISMATCH,
+                        "SyncBN layer %lld (%lld channels) %s: ranks disagree on the channel count or the layer "
+                        "order (a message of %d + channels elements was expected): %s",
+                        (long long)bn->layer_id, (long long)bn->channels,
+                        pass == SYNC_PASS_FORWARD ? "forward" : "backward", SYNC_HEADER_ELEMENTS, sbn_errmsg());
     if (st != SBN_OK) return st;
     return sync_message_check_header(message, sbn_comm_size(bn->comm), identity_of(bn, pass), bn->channels);
 }
@@ -329,5 +335,6 @@ sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const float *x, const fl
     }
     if (st != SBN_OK) return st;
     add_parameter_grads(bn, sum_dy, sum_dy_xmu, invstd);
+    if (bn->comm) bn->local_backwards++;
     return SBN_OK;
 }

@@ -12,21 +12,22 @@ int64_t sync_message_doubles(int64_t channels)
     return (SYNC_HEADER_ELEMENTS + channels) * SYNC_ELEMENT_DOUBLES;
 }
 
-/* Header elements: [0] = 1 per rank, then (w, w*w) for pass, layer id, options. */
-static void header_values(int64_t values[3], sync_identity identity)
+/* Header elements: [0] = 1 per rank, then (w, w*w) for each checked value. */
+static void header_values(int64_t values[SYNC_CHECKED_VALUES], sync_identity identity)
 {
     values[0] = identity.pass;
     values[1] = identity.layer_id % CHECK_WORD_LIMIT;
     values[2] = identity.options_code % CHECK_WORD_LIMIT;
+    values[3] = identity.local_backwards % CHECK_WORD_LIMIT;
 }
 
 void sync_message_write_header(double *message, sync_identity identity)
 {
-    int64_t values[3];
+    int64_t values[SYNC_CHECKED_VALUES];
     header_values(values, identity);
     memset(message, 0, SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES * sizeof *message);
     message[0] = 1.0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < SYNC_CHECKED_VALUES; k++) {
         message[(1 + 2 * k) * SYNC_ELEMENT_DOUBLES] = (double)values[k];
         message[(2 + 2 * k) * SYNC_ELEMENT_DOUBLES] = (double)(values[k] * values[k]);
     }
@@ -40,14 +41,16 @@ static int all_equal(double sum, double sum_sq, int64_t ranks)
 
 sbn_status sync_message_check_header(const double *message, int ranks, sync_identity identity, int64_t channels)
 {
-    static const char *const what[3] = {"pass (one rank in forward, another in backward)",
-                                        "layer (layers called in a different order on different ranks)",
-                                        "options (eps, momentum, affine or track_running_stats differ)"};
+    static const char *const what[SYNC_CHECKED_VALUES] = {
+        "pass (one rank in forward, another in backward)",
+        "layer (layers called in a different order on different ranks)",
+        "options (eps, momentum, affine or track_running_stats differ)",
+        "mode (a rank ran a training step in eval mode while others trained)"};
     const char *pass_name = identity.pass == SYNC_PASS_FORWARD ? "forward" : "backward";
     if ((int64_t)message[0] != ranks)
         return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld %s: %lld of %d ranks joined the collective",
                         (long long)identity.layer_id, pass_name, (long long)message[0], ranks);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < SYNC_CHECKED_VALUES; k++) {
         const double sum = message[(1 + 2 * k) * SYNC_ELEMENT_DOUBLES];
         const double sum_sq = message[(2 + 2 * k) * SYNC_ELEMENT_DOUBLES];
         if (!all_equal(sum, sum_sq, ranks))

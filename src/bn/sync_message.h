@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <syncbn/status.h>
 
-enum { SYNC_ELEMENT_DOUBLES = 3, SYNC_HEADER_ELEMENTS = 7 };
+enum { SYNC_CHECKED_VALUES = 4, SYNC_ELEMENT_DOUBLES = 3, SYNC_HEADER_ELEMENTS = 1 + 2 * SYNC_CHECKED_VALUES };
 
 typedef enum sync_pass { SYNC_PASS_FORWARD = 1, SYNC_PASS_BACKWARD = 2 } sync_pass;
 
@@ -25,6 +25,12 @@ typedef struct sync_identity {
     int64_t layer_id;     /* order of creation on the communicator */
     int64_t options_code; /* affine, tracking, momentum, eps folded into 20 bits */
     sync_pass pass;
+    /* Backward calls this rank made without communicating (through eval
+     * statistics) since the layer's last collective: non-zero on one rank
+     * only when that rank ran a training step in eval mode while its peers
+     * trained. Eval forwards alone are not counted, so ranks may evaluate
+     * different numbers of batches. */
+    int64_t local_backwards;
 } sync_identity;
 
 /* Doubles in a message for `channels` channels. */

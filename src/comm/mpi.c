@@ -28,8 +28,8 @@ enum { TREE_TAG = 7401 };
 typedef struct message_header {
     int64_t error;          /* 0, or the sbn_status every rank must return */
     int64_t detecting_rank; /* where a size mismatch was seen */
-    int64_t expected_bytes; /* ... what that rank expected */
-    int64_t received_bytes; /* ... and what arrived */
+    int64_t expected_bytes; /* ... the payload that rank expected */
+    int64_t received_bytes; /* ... and the payload that arrived */
 } message_header;
 
 typedef struct mpi_state {
@@ -119,8 +119,8 @@ static sbn_status receive_message(sbn_comm *comm, int peer, size_t payload_bytes
     if ((size_t)bytes < sizeof *header || (!header->error && (size_t)bytes != expected)) {
         header->error = SBN_ERR_MISMATCH;
         header->detecting_rank = comm->rank;
-        header->expected_bytes = (int64_t)expected;
-        header->received_bytes = bytes;
+        header->expected_bytes = (int64_t)payload_bytes;
+        header->received_bytes = (int64_t)bytes - (int64_t)sizeof *header;
     }
     return SBN_OK;
 }
@@ -207,15 +207,15 @@ static sbn_status broadcast_from_root(sbn_comm *comm, void *data, size_t payload
     return SBN_OK;
 }
 
-static sbn_status header_status(const message_header *header)
+static sbn_status header_status(const message_header *header, size_t element_bytes)
 {
     if (!header->error) return SBN_OK;
     if (header->error == SBN_ERR_MISMATCH)
         return sbn_fail(SBN_ERR_MISMATCH,
-                        "ranks passed different sizes to the same collective: rank %lld expected a %lld-byte "
-                        "message and received %lld bytes",
-                        (long long)header->detecting_rank, (long long)header->expected_bytes,
-                        (long long)header->received_bytes);
+                        "ranks passed different counts to the same collective: rank %lld expected %lld elements "
+                        "from a peer and received %lld",
+                        (long long)header->detecting_rank, (long long)header->expected_bytes / (long long)element_bytes,
+                        (long long)header->received_bytes / (long long)element_bytes);
     return sbn_fail((sbn_status)header->error, "a peer rank failed in this collective");
 }
 
@@ -224,7 +224,7 @@ static sbn_status mpi_broadcast(sbn_comm *comm, float *data, int64_t count, int 
     if (comm->size == 1) return SBN_OK;
     message_header header = {0, 0, 0, 0};
     sbn_status st = broadcast_from_root(comm, data, (size_t)count * sizeof *data, root, &header);
-    return st != SBN_OK ? st : header_status(&header);
+    return st != SBN_OK ? st : header_status(&header, sizeof *data);
 }
 
 static sbn_status mpi_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_reduce_type type,
@@ -236,14 +236,14 @@ static sbn_status mpi_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_r
     static const size_t element_bytes[] = {
         [SBN_REDUCE_FLOAT] = sizeof(float), [SBN_REDUCE_DOUBLE] = sizeof(double),
         [SBN_REDUCE_INT64] = sizeof(int64_t), [SBN_REDUCE_MERGE] = sizeof(double)};
-    const size_t payload_bytes =
-        (size_t)count * element_bytes[type] * (size_t)(type == SBN_REDUCE_MERGE ? element_doubles : 1);
+    const size_t bytes_per_element = element_bytes[type] * (size_t)(type == SBN_REDUCE_MERGE ? element_doubles : 1);
+    const size_t payload_bytes = (size_t)count * bytes_per_element;
     if (comm->size == 1) return SBN_OK;
     message_header header = {0, 0, 0, 0};
     sbn_status st =
         reduce_to_root(comm, data, count, payload_bytes, element_doubles, combiners[type], merge, &header);
     if (st == SBN_OK) st = broadcast_from_root(comm, data, payload_bytes, 0, &header);
-    return st != SBN_OK ? st : header_status(&header);
+    return st != SBN_OK ? st : header_status(&header, bytes_per_element);
 }
 
 /* ---------- creation ---------- */

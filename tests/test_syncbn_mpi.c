@@ -1,0 +1,460 @@
+/* SyncBN under mpiexec: P ranks with slices of one global batch must match
+ * plain BN on the whole batch; ranks that disagree must all get an error.
+ * Run as: mpiexec -n P test_syncbn_mpi GOLDEN.json   (P = 1, 2, 3, 4, 8) */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <syncbn/mpi.h>
+
+#include "support/support.h"
+
+static sbn_comm *world;
+static int rank, ranks;
+static const char *golden_path;
+static const double TOL = 1e-5;
+
+/* ---------- splitting a global batch ---------- */
+
+/* Samples per rank for a global batch of n, the same on every rank.
+ * pattern 0: as even as possible; 1: rank 0 empty, rank 1 one sample (P >= 3);
+ * 2: random, some ranks empty. */
+static void split_batch(int64_t *counts, int64_t *offsets, int64_t n, int pattern, uint64_t seed)
+{
+    test_rng rng = {seed};
+    int64_t left = n;
+    for (int r = 0; r < ranks; r++) {
+        int64_t take;
+        if (r == ranks - 1) take = left;
+        else if (pattern == 0) take = n / ranks + (r < n % ranks);
+        else if (pattern == 1 && r == 0 && ranks >= 3) take = 0;
+        else if (pattern == 1 && r == 1 && ranks >= 3) take = 1;
+        else take = (int64_t)(test_rng_uniform(&rng) * (double)(left + 1) * 0.6);
+        if (take > left) take = left;
+        counts[r] = take;
+        left -= take;
+    }
+    offsets[0] = 0;
+    for (int r = 1; r < ranks; r++) offsets[r] = offsets[r - 1] + counts[r - 1];
+}
+
+/* All ranks hold bitwise identical copies of data. */
+static bool identical_on_all_ranks(const float *data, int64_t count)
+{
+    float *root = malloc((size_t)count * sizeof *root + 1);
+    memcpy(root, data, (size_t)count * sizeof *root);
+    assert_int_equal(sbn_comm_broadcast_float(world, root, count, 0), SBN_OK);
+    int64_t same = memcmp(root, data, (size_t)count * sizeof *root) == 0;
+    free(root);
+    assert_int_equal(sbn_comm_allreduce_sum_int64(world, &same, 1), SBN_OK);
+    return same == ranks;
+}
+
+typedef struct scenario {
+    int64_t n, c, s;
+    sbn_layout layout;
+    sbn_bn_options options;
+    int pattern;
+    uint64_t seed;
+} scenario;
+
+static float *floats(int64_t count) { return calloc((size_t)(count > 0 ? count : 1), sizeof(float)); }
+
+/* Three steps (train, train, eval), each forward + backward, on fresh data.
+ * Returns this rank's number of mismatches. */
+static int64_t run_scenario(const scenario *sc)
+{
+    const int64_t sample = sc->c * sc->s, total = sc->n * sample;
+    int64_t counts[64], offsets[64];
+    split_batch(counts, offsets, sc->n, sc->pattern, sc->seed);
+    const int64_t local_n = counts[rank], offset = offsets[rank] * sample, local = local_n * sample;
+    sbn_bn *plain, *synced;
+    assert_int_equal(sbn_bn_create(sc->c, &sc->options, NULL, &plain), SBN_OK);
+    assert_int_equal(sbn_bn_create(sc->c, &sc->options, world, &synced), SBN_OK);
+    if (sc->options.affine)
+        for (int64_t k = 0; k < sc->c; k++) {
+            sbn_bn_weight(plain)[k] = sbn_bn_weight(synced)[k] = 0.5f + 0.1f * (float)k;
+            sbn_bn_bias(plain)[k] = sbn_bn_bias(synced)[k] = 0.3f - 0.05f * (float)k;
+        }
+    float *x_ncs = floats(total), *dy_ncs = floats(total), *x = floats(total), *dy = floats(total);
+    float *y = floats(total), *dx = floats(total), *local_y = floats(local), *local_dx = floats(local);
+    test_rng rng = {sc->seed * 7 + 1};
+    const sbn_shape global = {sc->n, sc->c, sc->s, sc->layout}, mine = {local_n, sc->c, sc->s, sc->layout};
+    int64_t bad = 0;
+    for (int step = 0; step < 3; step++) {
+        const bool training = step < 2;
+        test_fill_normal(&rng, x_ncs, total, 2.0 * step + 1.0, 1.5);
+        test_fill_normal(&rng, dy_ncs, total, 0.1, 1.0);
+        if (sc->layout == SBN_NSC) {
+            test_ncs_to_nsc(x, x_ncs, sc->n, sc->c, sc->s);
+            test_ncs_to_nsc(dy, dy_ncs, sc->n, sc->c, sc->s);
+        } else {
+            memcpy(x, x_ncs, (size_t)total * sizeof *x);
+            memcpy(dy, dy_ncs, (size_t)total * sizeof *dy);
+        }
+        sbn_bn_zero_grad(plain);
+        sbn_bn_zero_grad(synced);
+        /* Eval without running statistics normalizes each rank by its own batch. */
+        const bool local_batch_stats = !training && !sc->options.track_running_stats;
+        const sbn_shape reference_shape = local_batch_stats ? mine : global;
+        const float *reference_x = local_batch_stats ? x + offset : x;
+        const float *reference_dy = local_batch_stats ? dy + offset : dy;
+        const sbn_status expected = local_batch_stats && local_n * sc->s < 2 ? SBN_ERR_BATCH : SBN_OK;
+        sbn_status st = sbn_bn_forward(synced, mine, x + offset, local_y, training);
+        assert_int_equal(st, expected);
+        if (st != SBN_OK) continue;
+        assert_int_equal(sbn_bn_backward(synced, mine, x + offset, dy + offset, local_dx), SBN_OK);
+        assert_int_equal(sbn_bn_forward(plain, reference_shape, reference_x, y, training), SBN_OK);
+        assert_int_equal(sbn_bn_backward(plain, reference_shape, reference_x, reference_dy, dx), SBN_OK);
+        const int64_t at = local_batch_stats ? 0 : offset;
+        bad += test_count_mismatches_float("y", local_y, y + at, local, TOL, TOL);
+        bad += test_count_mismatches_float("dx", local_dx, dx + at, local, TOL, TOL);
+        if (sc->options.track_running_stats) {
+            bad += test_count_mismatches_float("running_mean", sbn_bn_running_mean(synced), sbn_bn_running_mean(plain),
+                                               sc->c, TOL, TOL);
+            bad += test_count_mismatches_float("running_var", sbn_bn_running_var(synced), sbn_bn_running_var(plain),
+                                               sc->c, TOL, TOL);
+            bad += !identical_on_all_ranks(sbn_bn_running_mean(synced), sc->c);
+            bad += !identical_on_all_ranks(sbn_bn_running_var(synced), sc->c);
+            assert_int_equal(sbn_bn_num_batches_tracked(synced), sbn_bn_num_batches_tracked(plain));
+        }
+        if (sc->options.affine && !local_batch_stats) {
+            /* Local grads: their sum over ranks is plain BN's grad on the whole batch. */
+            double sums[2 * 64];
+            for (int64_t k = 0; k < sc->c; k++)
+                sums[k] = sbn_bn_grad_weight(synced)[k], sums[sc->c + k] = sbn_bn_grad_bias(synced)[k];
+            assert_int_equal(sbn_comm_allreduce_sum_double(world, sums, 2 * sc->c), SBN_OK);
+            for (int64_t k = 0; k < sc->c; k++) {
+                const double scale = 1.0 + (double)sc->n * (double)sc->s;
+                bad += fabs(sums[k] - sbn_bn_grad_weight(plain)[k]) > TOL * scale;
+                bad += fabs(sums[sc->c + k] - sbn_bn_grad_bias(plain)[k]) > TOL * scale;
+            }
+        }
+    }
+    free(x_ncs), free(dy_ncs), free(x), free(dy), free(y), free(dx), free(local_y), free(local_dx);
+    sbn_bn_destroy(plain);
+    sbn_bn_destroy(synced);
+    return bad;
+}
+
+static void test_equivalence_sweep(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {{12, 5, 1}, {9, 3, 7}, {10, 4, 6 * 5}, {6, 3, 2 * 3 * 4}, {2 * 8, 2, 9}};
+    sbn_bn_options modes[3] = {sbn_bn_defaults(), sbn_bn_defaults(), sbn_bn_defaults()};
+    modes[1].affine = false, modes[1].cumulative = true;
+    modes[2].track_running_stats = false, modes[2].momentum = 0.25;
+    int64_t bad = 0, runs = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
+            for (int mode = 0; mode < 3; mode++)
+                for (int pattern = 0; pattern < 3; pattern++) {
+                    scenario sc = {shapes[i][0], shapes[i][1], shapes[i][2], layout, modes[mode], pattern,
+                                   1000 + 17 * i + 5 * (uint64_t)mode + (uint64_t)pattern};
+                    const int64_t scenario_bad = run_scenario(&sc);
+                    if (scenario_bad)
+                        fprintf(stderr, "rank %d: shape %zu layout %d mode %d pattern %d: %lld mismatches\n", rank, i,
+                                layout, mode, pattern, (long long)scenario_bad);
+                    bad += scenario_bad;
+                    runs++;
+                }
+    assert_int_equal(runs, 90);
+    assert_int_equal(bad, 0);
+}
+
+/* PyTorch's goldens for the whole batch, each rank holding a slice. */
+static void test_golden_split_across_ranks(void **state)
+{
+    (void)state;
+    golden_case *cases;
+    const int count = golden_load(golden_path, &cases);
+    assert_true(count > 0);
+    int64_t bad = 0;
+    for (int i = 0; i < count; i++) {
+        const golden_case *g = &cases[i];
+        if (!g->options.track_running_stats) continue; /* untracked eval is local: not the global batch */
+        int64_t counts[64], offsets[64];
+        split_batch(counts, offsets, g->n, i % 3, (uint64_t)i);
+        const int64_t sample = g->c * g->s, offset = offsets[rank] * sample, local = counts[rank] * sample;
+        const sbn_shape mine = {counts[rank], g->c, g->s, SBN_NCS};
+        sbn_bn *bn;
+        assert_int_equal(sbn_bn_create(g->c, &g->options, world, &bn), SBN_OK);
+        if (g->options.affine) {
+            memcpy(sbn_bn_weight(bn), g->weight, (size_t)g->c * sizeof(float));
+            memcpy(sbn_bn_bias(bn), g->bias, (size_t)g->c * sizeof(float));
+        }
+        float *y = floats(local), *dx = floats(local);
+        for (int k = 0; k < g->step_count; k++) {
+            const golden_step *s = &g->steps[k];
+            sbn_bn_zero_grad(bn);
+            assert_int_equal(sbn_bn_forward(bn, mine, s->x + offset, y, s->training), SBN_OK);
+            assert_int_equal(sbn_bn_backward(bn, mine, s->x + offset, s->dy + offset, dx), SBN_OK);
+            bad += test_count_mismatches(g->name, y, s->y + offset, local, 2e-6, 2e-6);
+            bad += test_count_mismatches(g->name, dx, s->dx + offset, local, 2e-6, 2e-6);
+            bad += test_count_mismatches("running_mean", sbn_bn_running_mean(bn), s->running_mean, g->c, 2e-6, 2e-6);
+            bad += test_count_mismatches("running_var", sbn_bn_running_var(bn), s->running_var, g->c, 2e-6, 2e-6);
+        }
+        free(y), free(dx);
+        sbn_bn_destroy(bn);
+    }
+    golden_free(cases, count);
+    assert_int_equal(bad, 0);
+}
+
+/* Exactly one collective per training forward and one per backward; none in eval. */
+static void test_one_collective_per_pass(void **state)
+{
+    (void)state;
+    sbn_bn *bn;
+    assert_int_equal(sbn_bn_create(6, NULL, world, &bn), SBN_OK);
+    float x[4 * 6 * 3], y[4 * 6 * 3];
+    test_rng rng = {99};
+    test_fill_normal(&rng, x, 4 * 6 * 3, 0, 1);
+    const sbn_shape shape = {4, 6, 3, SBN_NCS};
+    sbn_comm_counters before = sbn_comm_get_counters(world);
+    assert_int_equal(sbn_bn_forward(bn, shape, x, y, true), SBN_OK);
+    sbn_comm_counters after_forward = sbn_comm_get_counters(world);
+    assert_int_equal(sbn_bn_backward(bn, shape, x, x, y), SBN_OK);
+    sbn_comm_counters after_backward = sbn_comm_get_counters(world);
+    assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
+    assert_int_equal(sbn_bn_backward(bn, shape, x, x, y), SBN_OK);
+    sbn_comm_counters after_eval = sbn_comm_get_counters(world);
+    assert_int_equal(after_forward.collectives - before.collectives, 1);
+    assert_int_equal(after_backward.collectives - after_forward.collectives, 1);
+    assert_int_equal(after_eval.collectives, after_backward.collectives);
+    /* O(C) payload: (header + C) elements of 3 doubles. */
+    assert_true(after_forward.bytes - before.bytes <= (16 + 6) * 3 * 8);
+    sbn_bn_destroy(bn);
+}
+
+/* Groups of 2: each group normalizes over its own ranks only. */
+static void test_groups(void **state)
+{
+    (void)state;
+    if (ranks % 2) skip();
+    sbn_comm *group;
+    assert_int_equal(sbn_comm_split_groups(world, 2, &group), SBN_OK);
+    assert_int_equal(sbn_comm_size(group), 2);
+    assert_int_equal(sbn_comm_rank(group), rank % 2);
+    const int64_t n_per_rank = 3, c = 4, s = 5, local = n_per_rank * c * s;
+    /* The group's batch: both halves generated from the group's seed. */
+    float *batch = floats(2 * local), *y_plain = floats(2 * local), y[3 * 4 * 5];
+    test_rng rng = {500 + (uint64_t)(rank / 2)};
+    test_fill_normal(&rng, batch, 2 * local, rank / 2, 1.0 + rank / 2);
+    sbn_bn *synced, *plain;
+    assert_int_equal(sbn_bn_create(c, NULL, group, &synced), SBN_OK);
+    assert_int_equal(sbn_bn_create(c, NULL, NULL, &plain), SBN_OK);
+    assert_int_equal(sbn_bn_forward(synced, (sbn_shape){n_per_rank, c, s, SBN_NCS}, batch + (rank % 2) * local, y, true),
+                     SBN_OK);
+    assert_int_equal(sbn_bn_forward(plain, (sbn_shape){2 * n_per_rank, c, s, SBN_NCS}, batch, y_plain, true), SBN_OK);
+    assert_int_equal(test_count_mismatches_float("group y", y, y_plain + (rank % 2) * local, local, TOL, TOL), 0);
+    assert_int_equal(test_count_mismatches_float("group running_mean", sbn_bn_running_mean(synced),
+                                                 sbn_bn_running_mean(plain), c, TOL, TOL), 0);
+    sbn_comm *bad = (sbn_comm *)&rng;
+    assert_int_equal(sbn_comm_split_groups(world, ranks + 1, &bad), SBN_ERR_ARG);
+    assert_null(bad);
+    assert_int_equal(sbn_comm_split_groups(world, 0, &bad), SBN_ERR_ARG);
+    sbn_bn_destroy(synced);
+    sbn_bn_destroy(plain);
+    sbn_comm_destroy(group);
+    free(batch), free(y_plain);
+}
+
+typedef struct layer_state { float running_mean[8], running_var[8]; int64_t tracked; } layer_state;
+
+static layer_state state_of(sbn_bn *bn)
+{
+    layer_state s;
+    memcpy(s.running_mean, sbn_bn_running_mean(bn), (size_t)sbn_bn_channels(bn) * sizeof(float));
+    memcpy(s.running_var, sbn_bn_running_var(bn), (size_t)sbn_bn_channels(bn) * sizeof(float));
+    s.tracked = sbn_bn_num_batches_tracked(bn);
+    return s;
+}
+
+static void assert_state_equal(sbn_bn *bn, const layer_state *before)
+{
+    layer_state now = state_of(bn);
+    const size_t bytes = (size_t)sbn_bn_channels(bn) * sizeof(float);
+    assert_memory_equal(now.running_mean, before->running_mean, bytes);
+    assert_memory_equal(now.running_var, before->running_var, bytes);
+    assert_int_equal(now.tracked, before->tracked);
+}
+
+static void assert_status_with(sbn_status got, sbn_status want, const char *message_part)
+{
+    if (got != want || !strstr(sbn_errmsg(), message_part))
+        fprintf(stderr, "rank %d: got %s (%s), want %s with \"%s\"\n", rank, sbn_status_str(got), sbn_errmsg(),
+                sbn_status_str(want), message_part);
+    assert_int_equal(got, want);
+    assert_non_null(strstr(sbn_errmsg(), message_part));
+}
+
+/* Global count < 2: SBN_ERR_BATCH everywhere, nothing changed. */
+static void test_global_count_below_two(void **state)
+{
+    (void)state;
+    sbn_bn *bn;
+    assert_int_equal(sbn_bn_create(3, NULL, world, &bn), SBN_OK);
+    float x[3] = {1, 2, 3}, y[3];
+    layer_state before = state_of(bn);
+    const sbn_shape shape = {rank == ranks - 1 ? 1 : 0, 3, 1, SBN_NCS};
+    assert_status_with(sbn_bn_forward(bn, shape, x, y, true), SBN_ERR_BATCH, "over all ranks");
+    assert_state_equal(bn, &before);
+    /* and a rank with 1 sample is fine when the global count is >= 2 */
+    if (ranks >= 2) {
+        const sbn_shape one = {1, 3, 1, SBN_NCS};
+        assert_int_equal(sbn_bn_forward(bn, one, x, y, true), SBN_OK);
+        assert_int_equal(sbn_bn_num_batches_tracked(bn), 1);
+    }
+    sbn_bn_destroy(bn);
+}
+
+/* A layer pair with a forward done, for the disagreement tests. */
+static void make_layer(sbn_bn **bn, int64_t channels, float *x, float *y)
+{
+    assert_int_equal(sbn_bn_create(channels, NULL, world, bn), SBN_OK);
+    for (int64_t i = 0; i < 4 * channels; i++) x[i] = (float)(i % 7) - 2.0f * (float)rank;
+    assert_int_equal(sbn_bn_forward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_OK);
+    assert_int_equal(sbn_bn_backward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, x, y), SBN_OK);
+}
+
+static void test_mismatch_channels(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    const int64_t channels = rank == 1 ? 5 : 4;
+    sbn_bn *bn;
+    float x[4 * 5], y[4 * 5];
+    assert_int_equal(sbn_bn_create(channels, NULL, world, &bn), SBN_OK);
+    layer_state before = state_of(bn);
+    for (int i = 0; i < 20; i++) x[i] = (float)i;
+    assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+                       "channel count");
+    assert_state_equal(bn, &before);
+    sbn_bn_destroy(bn);
+}
+
+static void test_mismatch_forward_vs_backward(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_bn *bn;
+    float x[16], y[16];
+    make_layer(&bn, 4, x, y);
+    layer_state before = state_of(bn);
+    const sbn_shape shape = {4, 4, 1, SBN_NCS};
+    sbn_status st = rank == 0 ? sbn_bn_backward(bn, shape, x, x, y) : sbn_bn_forward(bn, shape, x, y, true);
+    assert_status_with(st, SBN_ERR_MISMATCH, "pass");
+    assert_state_equal(bn, &before);
+    sbn_bn_destroy(bn);
+}
+
+static void test_mismatch_layer_order(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_bn *first, *second;
+    float x[16], y[16];
+    make_layer(&first, 4, x, y);
+    make_layer(&second, 4, x, y);
+    layer_state before = state_of(first);
+    sbn_bn *mine = rank == 0 ? second : first;
+    assert_status_with(sbn_bn_forward(mine, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH, "layer");
+    assert_state_equal(first, &before);
+    sbn_bn_destroy(first);
+    sbn_bn_destroy(second);
+}
+
+static void test_mismatch_options(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_bn_options options = sbn_bn_defaults();
+    if (rank == 1) options.momentum = 0.2;
+    sbn_bn *bn;
+    float x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)i;
+    assert_int_equal(sbn_bn_create(4, &options, world, &bn), SBN_OK);
+    assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH, "options");
+    assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
+    sbn_bn_destroy(bn);
+}
+
+/* Rank 1 runs a training step in eval mode, then trains on: its next
+ * training forward meets the others' and everyone is told. */
+static void test_mismatch_eval_step(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_bn *bn;
+    float x[16], y[16];
+    make_layer(&bn, 4, x, y);
+    const sbn_shape shape = {4, 4, 1, SBN_NCS};
+    if (rank == 1) {
+        assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
+        assert_int_equal(sbn_bn_backward(bn, shape, x, x, y), SBN_OK);
+    }
+    layer_state before = state_of(bn);
+    assert_status_with(sbn_bn_forward(bn, shape, x, y, true), SBN_ERR_MISMATCH, "mode");
+    assert_state_equal(bn, &before);
+    /* Evaluating different numbers of batches is fine. */
+    for (int k = 0; k < rank; k++) assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
+    assert_int_equal(sbn_bn_forward(bn, shape, x, y, true), SBN_OK);
+    sbn_bn_destroy(bn);
+}
+
+/* A rank that never arrives: the others give SBN_ERR_COMM after the timeout. */
+static void test_timeout_when_a_peer_skips(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_comm *comm;
+    assert_int_equal(sbn_comm_create_mpi(MPI_COMM_WORLD, &comm), SBN_OK);
+    assert_int_equal(sbn_comm_set_timeout(comm, 2.0), SBN_OK);
+    sbn_bn *bn;
+    float x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)i;
+    assert_int_equal(sbn_bn_create(4, NULL, comm, &bn), SBN_OK);
+    if (rank != ranks - 1) {
+        const double start = MPI_Wtime();
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM, "timeout");
+        assert_true(MPI_Wtime() - start < 30.0);
+        assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
+        /* broken from now on, at once */
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM, "broken");
+    }
+    sbn_bn_destroy(bn);
+    MPI_Barrier(MPI_COMM_WORLD);
+    sbn_comm_destroy(comm);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    golden_path = argc > 1 ? argv[1] : "tests/golden/bn_golden.json";
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) return 1; /* failures still reach stderr */
+    if (sbn_comm_create_mpi(MPI_COMM_WORLD, &world) != SBN_OK) {
+        fprintf(stderr, "rank %d: %s\n", rank, sbn_errmsg());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    sbn_comm_set_timeout(world, 60.0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_equivalence_sweep),       cmocka_unit_test(test_golden_split_across_ranks),
+        cmocka_unit_test(test_one_collective_per_pass), cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_global_count_below_two),  cmocka_unit_test(test_mismatch_channels),
+        cmocka_unit_test(test_mismatch_forward_vs_backward), cmocka_unit_test(test_mismatch_layer_order),
+        cmocka_unit_test(test_mismatch_options),        cmocka_unit_test(test_mismatch_eval_step),
+        cmocka_unit_test(test_timeout_when_a_peer_skips),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    sbn_comm_destroy(world);
+    MPI_Finalize();
+    return failed;
+}
