@@ -7,6 +7,12 @@
  * few bits even when mean^2 is 1e12 times the variance; and (x - K) of two
  * floats is exact in double, so values near 1e18 cannot overflow.
  *
+ * The elementwise passes run in float, twice the SIMD width of double, yet
+ * form x - mean with the double mean: mean = hi + lo as two floats, and
+ * (x - hi) - lo. x - hi is exact whenever x is within a factor 2 of hi
+ * (Sterbenz), which is where cancellation would otherwise hurt (offset
+ * inputs); elsewhere its rounding is below that of the float result.
+ *
  * Memory. Channels-first (NCS, s > 1): one channel's n*s values are handled
  * by one thread from start to end, so the second pass of a fused call reads
  * them from cache. Channels-last (NSC, and NCS with s == 1, which is the same
@@ -57,6 +63,17 @@ static const float *ncs_block(const float *x, sbn_shape shape, int64_t sample, i
     return x + (sample * shape.c + c) * shape.s;
 }
 
+/* Independent accumulators, so the sums are throughput-bound rather than
+ * bound by the latency of one chain of additions. */
+enum { LANES = 32 };
+
+static double sum_lanes(const double *lanes)
+{
+    double total = 0.0;
+    for (int k = 0; k < LANES; k++) total += lanes[k];
+    return total;
+}
+
 static void ncs_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x, int64_t c)
 {
     const int64_t count = shape.n * shape.s;
@@ -66,53 +83,85 @@ static void ncs_channel_stats(double *mean, double *m2, sbn_shape shape, const f
         return;
     }
     const double shift = ncs_block(x, shape, 0, c)[0];
-    double s1 = 0.0, s2 = 0.0;
+    double s1[LANES] = {0}, s2[LANES] = {0};
     for (int64_t i = 0; i < shape.n; i++) {
         const float *block = ncs_block(x, shape, i, c);
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t j = 0; j < shape.s; j++) {
+        int64_t j = 0;
+        for (; j + LANES <= shape.s; j += LANES)
+            for (int k = 0; k < LANES; k++) {
+                const double d = (double)block[j + k] - shift;
+                s1[k] += d;
+                s2[k] += d * d;
+            }
+        for (int k = 0; j < shape.s; j++, k++) {
             const double d = (double)block[j] - shift;
-            s1 += d;
-            s2 += d * d;
+            s1[k] += d;
+            s2[k] += d * d;
         }
     }
-    *mean = shift + s1 / (double)count;
-    *m2 = nonnegative(s2 - s1 * (s1 / (double)count));
+    const double sum = sum_lanes(s1), sum_sq = sum_lanes(s2);
+    *mean = shift + sum / (double)count;
+    *m2 = nonnegative(sum_sq - sum * (sum / (double)count));
 }
 
-/* y = (x - mean) * scale + offset over channel c. */
-static void ncs_channel_affine(float *y, sbn_shape shape, const float *x, int64_t c, double mean, double scale,
-                               double offset)
+/* A per-channel affine map y = ((x - mean_hi) - mean_lo) * scale + offset, in float. */
+typedef struct channel_affine { float mean_hi, mean_lo, scale, offset; } channel_affine;
+
+static channel_affine make_affine(double mean, double scale, double offset)
+{
+    channel_affine a;
+    a.mean_hi = (float)mean;
+    a.mean_lo = (float)(mean - (double)a.mean_hi);
+    a.scale = (float)scale;
+    a.offset = (float)offset;
+    return a;
+}
+
+static float apply_affine(float x, channel_affine a) { return ((x - a.mean_hi) - a.mean_lo) * a.scale + a.offset; }
+
+static void ncs_channel_affine(float *y, sbn_shape shape, const float *x, int64_t c, channel_affine a)
 {
     for (int64_t i = 0; i < shape.n; i++) {
         const float *in = ncs_block(x, shape, i, c);
         float *out = y + (in - x);
 #pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++)
-            out[j] = (float)(((double)in[j] - mean) * scale + offset);
+        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_affine(in[j], a);
     }
 }
 
 static void ncs_channel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
                                         const float *dy, int64_t c, double mean)
 {
-    double a = 0.0, b = 0.0;
+    double a[LANES] = {0}, b[LANES] = {0};
     for (int64_t i = 0; i < shape.n; i++) {
         const float *xb = ncs_block(x, shape, i, c);
         const float *gb = dy + (xb - x);
-#pragma omp simd reduction(+ : a, b)
-        for (int64_t j = 0; j < shape.s; j++) {
-            a += (double)gb[j];
-            b += (double)gb[j] * ((double)xb[j] - mean);
+        int64_t j = 0;
+        for (; j + LANES <= shape.s; j += LANES)
+            for (int k = 0; k < LANES; k++) {
+                a[k] += (double)gb[j + k];
+                b[k] += (double)gb[j + k] * ((double)xb[j + k] - mean);
+            }
+        for (int k = 0; j < shape.s; j++, k++) {
+            a[k] += (double)gb[j];
+            b[k] += (double)gb[j] * ((double)xb[j] - mean);
         }
     }
-    *sum_dy = a;
-    *sum_dy_xmu = b;
+    *sum_dy = sum_lanes(a);
+    *sum_dy_xmu = sum_lanes(b);
 }
 
-/* dx = k_dy * dy + k_xmu * (x - mean) + k_const over channel c. */
+/* The gradient map dx = (dy - mean_dy) * gain - (x - mean) * slope, in float,
+ * both differences formed against hi + lo splits of the double means. */
+typedef struct channel_gradient { channel_affine x_centre, dy_centre; float slope; } channel_gradient;
+
+static float apply_gradient(float x, float dy, channel_gradient g)
+{
+    return apply_affine(dy, g.dy_centre) - ((x - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
+}
+
 static void ncs_channel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy, int64_t c,
-                                       double mean, double k_dy, double k_xmu, double k_const)
+                                       channel_gradient g)
 {
     for (int64_t i = 0; i < shape.n; i++) {
         const float *xb = ncs_block(x, shape, i, c);
@@ -120,8 +169,7 @@ static void ncs_channel_backward_apply(float *dx, sbn_shape shape, const float *
         const float *gb = dy + offset;
         float *out = dx + offset;
 #pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++)
-            out[j] = (float)(k_dy * (double)gb[j] + k_xmu * ((double)xb[j] - mean) + k_const);
+        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_gradient(xb[j], gb[j], g);
     }
 }
 
@@ -175,8 +223,11 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
     return SBN_OK;
 }
 
-static void nsc_affine(float *y, sbn_shape shape, const float *x, const double *mean, const double *scale,
-                       const double *offset)
+/* Channels-last passes read per-channel coefficients as arrays (one float
+ * per channel each) so the loop over a row's channels vectorizes. */
+typedef struct affine_arrays { float *mean_hi, *mean_lo, *scale, *offset; } affine_arrays;
+
+static void nsc_affine(float *y, sbn_shape shape, const float *x, affine_arrays a)
 {
     const int64_t rows = shape.n * shape.s, channels = shape.c;
 #pragma omp parallel for schedule(static)
@@ -185,7 +236,7 @@ static void nsc_affine(float *y, sbn_shape shape, const float *x, const double *
         float *out = y + r * channels;
 #pragma omp simd
         for (int64_t c = 0; c < channels; c++)
-            out[c] = (float)(((double)in[c] - mean[c]) * scale[c] + offset[c]);
+            out[c] = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
     }
 }
 
@@ -225,8 +276,9 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
     return SBN_OK;
 }
 
-static void nsc_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy, const double *mean,
-                               const double *k_dy, const double *k_xmu, const double *k_const)
+typedef struct gradient_arrays { float *x_hi, *x_lo, *dy_hi, *dy_lo, *gain, *slope; } gradient_arrays;
+
+static void nsc_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy, gradient_arrays g)
 {
     const int64_t rows = shape.n * shape.s, channels = shape.c;
 #pragma omp parallel for schedule(static)
@@ -235,31 +287,72 @@ static void nsc_backward_apply(float *dx, sbn_shape shape, const float *x, const
         float *out = dx + r * channels;
 #pragma omp simd
         for (int64_t c = 0; c < channels; c++)
-            out[c] = (float)(k_dy[c] * (double)gr[c] + k_xmu[c] * ((double)xr[c] - mean[c]) + k_const[c]);
+            out[c] = ((gr[c] - g.dy_hi[c]) - g.dy_lo[c]) * g.gain[c] - ((xr[c] - g.x_hi[c]) - g.x_lo[c]) * g.slope[c];
     }
 }
 
 /* ---------- per-channel coefficients ---------- */
 
-/* Three per-channel coefficient arrays in one allocation. */
-static sbn_status coefficients_alloc(double **out, int64_t channels)
+static channel_affine normalize_affine(const double *mean, const double *invstd, const float *weight,
+                                       const float *bias, int64_t c)
 {
-    *out = malloc((size_t)(channels > 0 ? channels : 1) * 3 * sizeof **out);
-    if (!*out)
-        return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel coefficients", (long long)channels);
+    return make_affine(mean[c], invstd[c] * weight_or_one(weight, c), bias_or_zero(bias, c));
+}
+
+/* dx = weight*invstd * ((dy - mean_dy) - (x - mean) * invstd^2 * mean_dy_xmu); NULL means 0. */
+static channel_gradient make_gradient(const double *mean, const double *invstd, const float *weight,
+                                      const double *mean_dy, const double *mean_dy_xmu, int64_t c)
+{
+    const double gain = weight_or_one(weight, c) * invstd[c];
+    channel_gradient g;
+    g.x_centre = make_affine(mean[c], 1.0, 0.0);
+    g.dy_centre = make_affine(mean_dy ? mean_dy[c] : 0.0, gain, 0.0);
+    g.slope = (float)(mean_dy_xmu ? gain * invstd[c] * invstd[c] * mean_dy_xmu[c] : 0.0);
+    return g;
+}
+
+/* `count` float arrays of `channels` each, in one allocation (free the first). */
+static sbn_status float_arrays_alloc(float **arrays, int count, int64_t channels)
+{
+    float *block = malloc((size_t)count * (size_t)(channels > 0 ? channels : 1) * sizeof *block);
+    if (!block) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel coefficients", (long long)channels);
+    for (int k = 0; k < count; k++) arrays[k] = block + (size_t)k * (size_t)channels;
     return SBN_OK;
 }
 
-static void backward_coefficients(double *k_dy, double *k_xmu, double *k_const, int64_t channels,
-                                  const double *invstd, const float *weight, const double *mean_dy,
-                                  const double *mean_dy_xmu)
+static sbn_status nsc_normalize(float *y, sbn_shape shape, const float *x, const double *mean, const double *invstd,
+                                const float *weight, const float *bias)
 {
-    for (int64_t c = 0; c < channels; c++) {
-        const double g = weight_or_one(weight, c) * invstd[c];
-        k_dy[c] = g;
-        k_xmu[c] = mean_dy_xmu ? -g * invstd[c] * invstd[c] * mean_dy_xmu[c] : 0.0;
-        k_const[c] = mean_dy ? -g * mean_dy[c] : 0.0;
+    float *arrays[4];
+    sbn_status st = float_arrays_alloc(arrays, 4, shape.c);
+    if (st != SBN_OK) return st;
+    affine_arrays a = {arrays[0], arrays[1], arrays[2], arrays[3]};
+    for (int64_t c = 0; c < shape.c; c++) {
+        const channel_affine one = normalize_affine(mean, invstd, weight, bias, c);
+        a.mean_hi[c] = one.mean_hi, a.mean_lo[c] = one.mean_lo, a.scale[c] = one.scale, a.offset[c] = one.offset;
     }
+    nsc_affine(y, shape, x, a);
+    free(arrays[0]);
+    return SBN_OK;
+}
+
+static sbn_status nsc_gradient(float *dx, sbn_shape shape, const float *x, const float *dy, const double *mean,
+                               const double *invstd, const float *weight, const double *mean_dy,
+                               const double *mean_dy_xmu)
+{
+    float *arrays[6];
+    sbn_status st = float_arrays_alloc(arrays, 6, shape.c);
+    if (st != SBN_OK) return st;
+    gradient_arrays g = {arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5]};
+    for (int64_t c = 0; c < shape.c; c++) {
+        const channel_gradient one = make_gradient(mean, invstd, weight, mean_dy, mean_dy_xmu, c);
+        g.x_hi[c] = one.x_centre.mean_hi, g.x_lo[c] = one.x_centre.mean_lo;
+        g.dy_hi[c] = one.dy_centre.mean_hi, g.dy_lo[c] = one.dy_centre.mean_lo;
+        g.gain[c] = one.dy_centre.scale, g.slope[c] = one.slope;
+    }
+    nsc_backward_apply(dx, shape, x, dy, g);
+    free(arrays[0]);
+    return SBN_OK;
 }
 
 /* ---------- public kernels ---------- */
@@ -283,21 +376,10 @@ sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const
     if (st == SBN_OK) st = check_pointers(y, "y", x, "x", mean, "mean");
     if (st == SBN_OK) st = check_pointers(invstd, "invstd", x, "x", x, "x");
     if (st != SBN_OK) return st;
-    if (!is_rows_of_channels(shape)) {
+    if (is_rows_of_channels(shape)) return nsc_normalize(y, shape, x, mean, invstd, weight, bias);
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t c = 0; c < shape.c; c++)
-            ncs_channel_affine(y, shape, x, c, mean[c], invstd[c] * weight_or_one(weight, c), bias_or_zero(bias, c));
-        return SBN_OK;
-    }
-    double *coefficients;
-    if ((st = coefficients_alloc(&coefficients, shape.c)) != SBN_OK) return st;
-    double *scale = coefficients, *offset = coefficients + shape.c;
-    for (int64_t c = 0; c < shape.c; c++) {
-        scale[c] = invstd[c] * weight_or_one(weight, c);
-        offset[c] = bias_or_zero(bias, c);
-    }
-    nsc_affine(y, shape, x, mean, scale, offset);
-    free(coefficients);
+    for (int64_t c = 0; c < shape.c; c++)
+        ncs_channel_affine(y, shape, x, c, normalize_affine(mean, invstd, weight, bias, c));
     return SBN_OK;
 }
 
@@ -324,7 +406,7 @@ sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *
     for (int64_t c = 0; c < shape.c; c++) {
         ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
         invstd[c] = invstd_of(m2[c], count, eps);
-        ncs_channel_affine(y, shape, x, c, mean[c], invstd[c] * weight_or_one(weight, c), bias_or_zero(bias, c));
+        ncs_channel_affine(y, shape, x, c, normalize_affine(mean, invstd, weight, bias, c));
     }
     return SBN_OK;
 }
@@ -353,18 +435,11 @@ sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x,
     if (st == SBN_OK && (mean_dy == NULL) != (mean_dy_xmu == NULL))
         st = sbn_fail(SBN_ERR_ARG, "mean_dy and mean_dy_xmu must be both NULL or both set");
     if (st != SBN_OK) return st;
-    double *coefficients;
-    if ((st = coefficients_alloc(&coefficients, shape.c)) != SBN_OK) return st;
-    double *k_dy = coefficients, *k_xmu = k_dy + shape.c, *k_const = k_xmu + shape.c;
-    backward_coefficients(k_dy, k_xmu, k_const, shape.c, invstd, weight, mean_dy, mean_dy_xmu);
-    if (is_rows_of_channels(shape)) {
-        nsc_backward_apply(dx, shape, x, dy, mean, k_dy, k_xmu, k_const);
-    } else {
+    if (is_rows_of_channels(shape))
+        return nsc_gradient(dx, shape, x, dy, mean, invstd, weight, mean_dy, mean_dy_xmu);
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t c = 0; c < shape.c; c++)
-            ncs_channel_backward_apply(dx, shape, x, dy, c, mean[c], k_dy[c], k_xmu[c], k_const[c]);
-    }
-    free(coefficients);
+    for (int64_t c = 0; c < shape.c; c++)
+        ncs_channel_backward_apply(dx, shape, x, dy, c, make_gradient(mean, invstd, weight, mean_dy, mean_dy_xmu, c));
     return SBN_OK;
 }
 
@@ -381,23 +456,23 @@ sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_x
         return sbn_fail(SBN_ERR_BATCH, "training backward needs at least 1 value per channel, got n*s = 0");
     if (is_rows_of_channels(shape) || !dx) {
         if ((st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean)) != SBN_OK || !dx) return st;
-        double *means;
-        if ((st = coefficients_alloc(&means, shape.c)) != SBN_OK) return st;
+        double *means = malloc(2 * (size_t)shape.c * sizeof *means + 1);
+        if (!means) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel means", (long long)shape.c);
         for (int64_t c = 0; c < shape.c; c++) {
             means[c] = sum_dy[c] / (double)count;
             means[shape.c + c] = sum_dy_xmu[c] / (double)count;
         }
-        st = sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, weight, means, means + shape.c);
+        st = nsc_gradient(dx, shape, x, dy, mean, invstd, weight, means, means + shape.c);
         free(means);
         return st;
     }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t c = 0; c < shape.c; c++) {
         ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], shape, x, dy, c, mean[c]);
-        const double g = weight_or_one(weight, c) * invstd[c];
-        ncs_channel_backward_apply(dx, shape, x, dy, c, mean[c], g,
-                                   -g * invstd[c] * invstd[c] * (sum_dy_xmu[c] / (double)count),
-                                   -g * (sum_dy[c] / (double)count));
+        const double mean_dy = sum_dy[c] / (double)count, mean_dy_xmu = sum_dy_xmu[c] / (double)count;
+        const channel_gradient g = make_gradient(mean + c, invstd + c, weight ? weight + c : NULL, &mean_dy,
+                                                 &mean_dy_xmu, 0);
+        ncs_channel_backward_apply(dx, shape, x, dy, c, g);
     }
     return SBN_OK;
 }
