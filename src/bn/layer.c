@@ -174,20 +174,20 @@ static sbn_status sync_exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge)
 
 /* ---------- forward ---------- */
 
-/* Batch statistics over all ranks: mean, m2 (slots) and the global count. */
-static sbn_status synced_batch_stats(sbn_bn *bn, sbn_shape shape, const float *x, int64_t *global_count)
+/* Merges this rank's (count, mean, m2) slots with every rank's; on return
+ * the slots hold the global statistics and *global_count the global count. */
+static sbn_status exchange_moments(sbn_bn *bn, int64_t local_count, int64_t *global_count)
 {
     double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2), *message = sync_message(bn);
-    sbn_status st = sbn_kernel_channel_stats(mean, m2, shape, x);
-    if (st != SBN_OK) return st;
     sync_message_write_header(message, identity_of(bn, SYNC_PASS_FORWARD));
     double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
     for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        element[0] = (double)(shape.n * shape.s);
+        element[0] = (double)local_count;
         element[1] = mean[c];
         element[2] = m2[c];
     }
-    if ((st = sync_exchange(bn, SYNC_PASS_FORWARD, sync_merge_moments)) != SBN_OK) return st;
+    sbn_status st = sync_exchange(bn, SYNC_PASS_FORWARD, sync_merge_moments);
+    if (st != SBN_OK) return st;
     element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
     *global_count = (int64_t)element[0];
     for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
@@ -195,6 +195,20 @@ static sbn_status synced_batch_stats(sbn_bn *bn, sbn_shape shape, const float *x
         m2[c] = element[2];
     }
     return SBN_OK;
+}
+
+/* Training forward over several ranks: local statistics, one collective,
+ * then normalize with the global ones (two passes over x). */
+static sbn_status synced_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, int64_t *global_count)
+{
+    double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2), *invstd = double_slot(bn, SLOT_INVSTD);
+    sbn_status st = sbn_kernel_channel_stats(mean, m2, shape, x);
+    if (st == SBN_OK) st = exchange_moments(bn, shape.n * shape.s, global_count);
+    if (st == SBN_OK) st = check_batch_count(*global_count, true);
+    if (st != SBN_OK) return st;
+    for (int64_t c = 0; c < bn->channels; c++)
+        invstd[c] = 1.0 / sqrt(m2[c] / (double)*global_count + bn->options.eps);
+    return sbn_kernel_normalize(y, shape, x, mean, invstd, sbn_bn_weight(bn), sbn_bn_bias(bn));
 }
 
 static void update_running_stats(sbn_bn *bn, const double *mean, const double *m2, int64_t count)
@@ -244,15 +258,17 @@ sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y,
     const bool synced = training && bn->comm != NULL;
     double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2), *invstd = double_slot(bn, SLOT_INVSTD);
     int64_t count = shape.n * shape.s;
-    if (synced) {
-        if ((st = synced_batch_stats(bn, shape, x, &count)) != SBN_OK) return st;
-        if ((st = check_batch_count(count, true)) != SBN_OK) return st;
-        for (int64_t c = 0; c < bn->channels; c++) invstd[c] = 1.0 / sqrt(m2[c] / (double)count + bn->options.eps);
-        st = sbn_kernel_normalize(y, shape, x, mean, invstd, sbn_bn_weight(bn), sbn_bn_bias(bn));
+    if (synced && sbn_comm_size(bn->comm) > 1) {
+        st = synced_forward(bn, shape, x, y, &count);
     } else {
-        if ((st = check_batch_count(count, false)) != SBN_OK) return st;
-        st = sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, sbn_bn_weight(bn), sbn_bn_bias(bn),
-                                      bn->options.eps);
+        /* One rank: its statistics are the global ones, so take the fused
+         * single-pass kernel; a SyncBN layer still makes its (identity)
+         * collective, which checks the call like any other. */
+        st = check_batch_count(count, synced);
+        if (st == SBN_OK)
+            st = sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, sbn_bn_weight(bn), sbn_bn_bias(bn),
+                                          bn->options.eps);
+        if (st == SBN_OK && synced) st = exchange_moments(bn, count, &count);
     }
     if (st != SBN_OK) return st;
     if (training && track) update_running_stats(bn, mean, m2, count);
@@ -278,34 +294,48 @@ static void add_parameter_grads(sbn_bn *bn, const double *sum_dy, const double *
     }
 }
 
+/* Merges this rank's (count, sum_dy, sum_dy_xmu) with every rank's; on
+ * return global_means holds mean_dy and global_means_xmu mean_dy_xmu. */
+static sbn_status exchange_sums(sbn_bn *bn, int64_t local_count, double *global_means, double *global_means_xmu)
+{
+    const double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
+    double *message = sync_message(bn);
+    sync_message_write_header(message, identity_of(bn, SYNC_PASS_BACKWARD));
+    double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
+    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
+        element[0] = (double)local_count;
+        element[1] = sum_dy[c];
+        element[2] = sum_dy_xmu[c];
+    }
+    sbn_status st = sync_exchange(bn, SYNC_PASS_BACKWARD, sync_merge_sums);
+    if (st != SBN_OK) return st;
+    element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
+    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
+        global_means[c] = element[1] / element[0];
+        global_means_xmu[c] = element[2] / element[0];
+    }
+    return SBN_OK;
+}
+
 /* Through batch statistics over all ranks: one collective of the two sums. */
 static sbn_status synced_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx)
 {
     const double *mean = double_slot(bn, SLOT_SAVED_MEAN), *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
     double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
-    double *message = sync_message(bn);
-    sbn_status st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
+    double *global_means = double_slot(bn, SLOT_MEAN), *global_means_xmu = double_slot(bn, SLOT_M2);
+    sbn_status st;
+    if (sbn_comm_size(bn->comm) == 1) {
+        /* One rank: fused kernel, then the identity collective (see forward). */
+        st = sbn_kernel_backward_train(dx, sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd, sbn_bn_weight(bn));
+        if (st == SBN_OK) st = exchange_sums(bn, shape.n * shape.s, global_means, global_means_xmu);
+    } else {
+        st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
+        if (st == SBN_OK) st = exchange_sums(bn, shape.n * shape.s, global_means, global_means_xmu);
+        if (st == SBN_OK && dx)
+            st = sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, sbn_bn_weight(bn), global_means,
+                                           global_means_xmu);
+    }
     if (st != SBN_OK) return st;
-    sync_message_write_header(message, identity_of(bn, SYNC_PASS_BACKWARD));
-    double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        element[0] = (double)(shape.n * shape.s);
-        element[1] = sum_dy[c];
-        element[2] = sum_dy_xmu[c];
-    }
-    if ((st = sync_exchange(bn, SYNC_PASS_BACKWARD, sync_merge_sums)) != SBN_OK) return st;
-    if (dx) {
-        /* Global means, in place of the merged sums: mean_dy in [1], mean_dy_xmu in [2]. */
-        double *global_means = double_slot(bn, SLOT_MEAN), *global_means_xmu = double_slot(bn, SLOT_M2);
-        element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-        for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-            global_means[c] = element[1] / element[0];
-            global_means_xmu[c] = element[2] / element[0];
-        }
-        st = sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, sbn_bn_weight(bn), global_means,
-                                       global_means_xmu);
-        if (st != SBN_OK) return st;
-    }
     add_parameter_grads(bn, sum_dy, sum_dy_xmu, invstd);
     return SBN_OK;
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints the tables the README quotes.
+# Usage: bench/run.sh [BUILD_DIR]     (make bench builds first)
+set -euo pipefail
+build=${1:-build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+oversubscribe=""
+if mpiexec --version 2>&1 | grep -qE "Open MPI|OpenRTE"; then oversubscribe=--oversubscribe; fi
+
+echo "## BN kernels (bench_bn)"
+"$build/bench/bench_bn"
+
+echo
+echo "## SyncBN vs plain BN, one layer, training forward+backward (bench_syncbn)"
+header=--header
+for ranks in 1 2 4; do
+  OMP_NUM_THREADS=$(( ranks == 1 ? 2 : 1 )) mpiexec -n "$ranks" $oversubscribe "$build/bench/bench_syncbn" $header
+  header=""
+done
+
+if [ -x "$build/bench/bench_train" ]; then
+  echo
+  echo "## Training throughput, convnet at B=32 (bench_train vs PyTorch)"
+  bash bench/train_throughput.sh "$build"
+fi
