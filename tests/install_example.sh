@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs syncbn into a scratch prefix, builds examples/ against it twice
+# (CMake find_package and pkg-config), runs it with 1 and 4 ranks, and checks
+# that every rank prints the same running statistics as the 1-rank run.
+# Usage: install_example.sh SOURCE_DIR BUILD_DIR MPIEXEC [MPIEXEC_FLAGS...]
+set -euo pipefail
+source_dir=$1 build_dir=$2 mpiexec=$3
+shift 3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build_dir" --prefix "$work/prefix" > /dev/null
+cmake -S "$source_dir/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" > /dev/null
+cmake --build "$work/example" > /dev/null
+libdir=$(ls -d "$work"/prefix/lib*/ | head -n 1)
+PKG_CONFIG_PATH="$libdir/pkgconfig" mpicc "$source_dir/examples/syncbn_example.c" \
+  $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs syncbn) -o "$work/example_pc"
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+one=$("$mpiexec" -n 1 "$@" "$work/example/syncbn_example" | sed 's/^rank 0 of 1: 8 samples, //')
+four=$("$mpiexec" -n 4 "$@" "$work/example_pc")
+echo "1 rank: $one"
+echo "$four"
+[ "$(echo "$four" | wc -l)" -eq 4 ] || { echo "FAIL: expected 4 lines"; exit 1; }
+[ "$(echo "$four" | sed 's/^rank [0-9] of 4: 2 samples, //' | sort -u)" = "$one" ] ||
+  { echo "FAIL: 4 ranks differ from 1 rank"; exit 1; }
+echo "OK: installed package builds (CMake and pkg-config) and 4 ranks match 1"
