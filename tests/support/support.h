@@ -61,4 +61,24 @@ typedef struct golden_case {
 int golden_load(const char *path, golden_case **cases);
 void golden_free(golden_case *cases, int count);
 
+
+/* ---------- model goldens from tests/golden/make_nn_golden.py ---------- */
+typedef struct nn_golden_step {
+    double *x, *logits, *grads, *params_after, *running_mean, *running_var;
+    uint8_t *labels;
+    double loss;
+    int64_t running_count;
+} nn_golden_step;
+typedef struct nn_golden_case {
+    char name[64];
+    bool convnet, norm;
+    int64_t n, in_channels, height, width, classes, param_count;
+    double lr, momentum, weight_decay;
+    double *initial_params;
+    int step_count;
+    nn_golden_step steps[4];
+} nn_golden_case;
+int nn_golden_load(const char *path, nn_golden_case **cases);
+void nn_golden_free(nn_golden_case *cases, int count);
+
 #endif
