@@ -9,6 +9,9 @@
 #include <syncbn/kernels.h>
 #include <syncbn/comm.h>
 #include <syncbn/bn.h>
+#include <syncbn/nn.h>
+#include <syncbn/data.h>
+#include <syncbn/train.h>
 
 #define SYNCBN_VERSION_MAJOR 0
 #define SYNCBN_VERSION_MINOR 1

@@ -1,0 +1,60 @@
+/* syncbn — the data-parallel trainer.
+ *
+ * sbn_train_run is collective over `world` (P ranks, P = 1 without MPI):
+ *   rank 0's initial weights are broadcast to all; each step every rank takes
+ *   its contiguous slice (B/P samples) of the same global batch, computes the
+ *   mean loss over its slice and the gradients, and ONE allreduce of a single
+ *   bucket (all gradients + loss + correct count) sums them; gradients are
+ *   divided by P and SGD steps on every rank identically. With norm SYNC the
+ *   BN layers synchronize over world (or groups of group_size ranks), and P
+ *   ranks compute the same steps as one process with the whole batch, up to
+ *   rounding. The test set is evaluated in eval mode, sharded across ranks.
+ */
+#ifndef SYNCBN_TRAIN_H
+#define SYNCBN_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <syncbn/comm.h>
+#include <syncbn/nn.h>
+#include <syncbn/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sbn_train_options {
+    sbn_model_kind model;
+    sbn_norm norm;
+    int group_size;            /* SyncBN group size; 0 = all ranks */
+    int64_t global_batch;      /* B, divisible by the number of ranks */
+    int64_t epochs;
+    int64_t max_steps;         /* stop after this many steps; 0 = run all epochs */
+    int64_t train_samples;     /* use the first N training samples; 0 = all */
+    double lr, momentum, weight_decay;
+    uint64_t seed;
+    int threads;               /* OpenMP and OpenBLAS threads per rank */
+    const char *data_dir;
+    const char *metrics_path;  /* JSON lines written by rank 0; NULL = none */
+    bool progress;             /* a progress bar on rank 0 (only on a terminal) */
+} sbn_train_options;
+
+/* convnet, BN, B = 32, 1 epoch, lr 0.01, momentum 0.9, weight decay 5e-4,
+ * seed 1, 1 thread, the Fashion-MNIST folder, no metrics file. */
+sbn_train_options sbn_train_defaults(void);
+
+typedef struct sbn_train_result {
+    int64_t steps;
+    double final_train_loss;    /* mean over the global batch of the last step */
+    double test_accuracy;       /* 0..1 */
+    double test_loss;
+    double ms_per_step;
+    double running_mean_spread; /* max over BN layers, channels and ranks of |running_mean - rank 0's| */
+} sbn_train_result;
+
+sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,247 @@
+/* The data-parallel training loop:
+ *   next batch -> forward -> loss -> zero grad -> backward -> allreduce -> SGD step
+ */
+#include <syncbn/data.h>
+#include <syncbn/train.h>
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+sbn_train_options sbn_train_defaults(void)
+{
+    sbn_train_options o = {.model = SBN_MODEL_CONVNET, .norm = SBN_NORM_BN, .group_size = 0, .global_batch = 32,
+                           .epochs = 1, .max_steps = 0, .train_samples = 0, .lr = 0.01, .momentum = 0.9,
+                           .weight_decay = 5e-4, .seed = 1, .threads = 1, .data_dir = SBN_FASHION_MNIST_DIR,
+                           .metrics_path = NULL, .progress = false};
+    return o;
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static sbn_status check_options(const sbn_train_options *o, int ranks)
+{
+    if (o->global_batch < 1) return sbn_fail(SBN_ERR_ARG, "batch must be >= 1, got %lld", (long long)o->global_batch);
+    if (o->global_batch % ranks)
+        return sbn_fail(SBN_ERR_ARG, "batch %lld is not divisible by the %d ranks", (long long)o->global_batch, ranks);
+    if (o->epochs < 1 && o->max_steps < 1) return sbn_fail(SBN_ERR_ARG, "nothing to run: epochs and steps are 0");
+    if (o->epochs < 0 || o->max_steps < 0 || o->train_samples < 0)
+        return sbn_fail(SBN_ERR_ARG, "epochs, steps and train samples must be >= 0");
+    if (!(o->lr > 0) || !(o->momentum >= 0 && o->momentum < 1) || !(o->weight_decay >= 0))
+        return sbn_fail(SBN_ERR_ARG, "need lr > 0, 0 <= momentum < 1, weight decay >= 0 (got %g, %g, %g)", o->lr,
+                        o->momentum, o->weight_decay);
+    if (o->threads < 1 || o->threads > 1024) return sbn_fail(SBN_ERR_ARG, "threads must be in [1, 1024]");
+    if (o->group_size < 0 || (o->group_size > 0 && ranks % o->group_size))
+        return sbn_fail(SBN_ERR_ARG, "group size %d does not divide the %d ranks", o->group_size, ranks);
+    if (!o->data_dir) return sbn_fail(SBN_ERR_ARG, "data folder is NULL");
+    return SBN_OK;
+}
+
+/* Everything a run holds, so that one cleanup frees it on any path. */
+typedef struct run_state {
+    sbn_dataset train, test;
+    sbn_model *model;
+    sbn_comm *bn_comm; /* owned when split into groups */
+    sbn_sampler sampler;
+    float *velocity, *bucket, *images, *dlogits;
+    uint8_t *labels;
+    FILE *metrics;
+} run_state;
+
+static void run_state_free(run_state *s)
+{
+    sbn_dataset_free(&s->train), sbn_dataset_free(&s->test);
+    sbn_model_destroy(s->model);
+    sbn_comm_destroy(s->bn_comm);
+    sbn_sampler_free(&s->sampler);
+    free(s->velocity), free(s->bucket), free(s->images), free(s->dlogits), free(s->labels);
+    if (s->metrics) fclose(s->metrics);
+}
+
+/* Evaluation in eval mode: rank r takes [r*N/P, (r+1)*N/P) of the test set. */
+static sbn_status evaluate(run_state *s, sbn_comm *world, int64_t chunk, double *accuracy, double *loss)
+{
+    const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
+    const sbn_dataset *d = &s->test;
+    const int64_t first = d->count * rank / ranks, last = d->count * (rank + 1) / ranks;
+    const int64_t pixels = d->height * d->width, classes = sbn_model_classes(s->model);
+    double totals[3] = {0, 0, 0}; /* correct, loss sum, samples */
+    sbn_status st = SBN_OK;
+    for (int64_t start = first; st == SBN_OK && start < last; start += chunk) {
+        const int64_t n = last - start < chunk ? last - start : chunk;
+        const float *logits;
+        double mean_loss;
+        int64_t correct;
+        st = sbn_model_forward(s->model, d->images + start * pixels, n, false, &logits);
+        if (st == SBN_OK) st = sbn_cross_entropy(s->dlogits, &mean_loss, &correct, logits, d->labels + start, n, classes);
+        totals[0] += (double)correct, totals[1] += mean_loss * (double)n, totals[2] += (double)n;
+    }
+    if (st != SBN_OK) return st;
+    if ((st = sbn_comm_allreduce_sum_double(world, totals, 3)) != SBN_OK) return st;
+    *accuracy = totals[2] > 0 ? totals[0] / totals[2] : 0.0;
+    *loss = totals[2] > 0 ? totals[1] / totals[2] : 0.0;
+    return SBN_OK;
+}
+
+/* Largest |running_mean[c] on rank r - on rank 0| over BN layers, channels, ranks. */
+static sbn_status running_mean_spread(run_state *s, sbn_comm *world, double *spread)
+{
+    *spread = 0.0;
+    for (int b = 0; b < sbn_model_bn_count(s->model); b++) {
+        sbn_bn *bn = sbn_model_bn(s->model, b);
+        const int64_t channels = sbn_bn_channels(bn);
+        float *mine = sbn_bn_running_mean(bn), *theirs = malloc((size_t)channels * sizeof *theirs);
+        if (!theirs) return sbn_fail(SBN_ERR_NOMEM, "no memory");
+        for (int r = 0; r < sbn_comm_size(world); r++) {
+            memcpy(theirs, mine, (size_t)channels * sizeof *theirs);
+            sbn_status st = sbn_comm_broadcast_float(world, theirs, channels, r);
+            if (st != SBN_OK) {
+                free(theirs);
+                return st;
+            }
+            if (sbn_comm_rank(world) == 0)
+                for (int64_t c = 0; c < channels; c++) *spread = fmax(*spread, fabs((double)theirs[c] - mine[c]));
+        }
+        free(theirs);
+    }
+    double shared = *spread;
+    sbn_status st = sbn_comm_allreduce_sum_double(world, &shared, 1); /* only rank 0 holds it: share it */
+    *spread = shared;
+    return st;
+}
+
+static void show_progress(int64_t step, int64_t total, double loss)
+{
+    const int width = 30, filled = total > 0 ? (int)(width * step / total) : 0;
+    fprintf(stderr, "\r[%.*s%*s] step %lld/%lld loss %.4f", filled, "##############################", width - filled,
+            "", (long long)step, (long long)total, loss);
+    if (step == total) fputc('\n', stderr);
+}
+
+static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *world)
+{
+    const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
+    sbn_status st = sbn_dataset_load_split(&s->train, o->data_dir, "train");
+    if (st == SBN_OK) st = sbn_dataset_load_split(&s->test, o->data_dir, "t10k");
+    if (st != SBN_OK) return st;
+    if (o->train_samples > 0 && o->train_samples < s->train.count) s->train.count = o->train_samples;
+    const sbn_norm created_norm = o->norm == SBN_NORM_SYNC ? SBN_NORM_BN : o->norm;
+    st = sbn_model_create(o->model, 1, s->train.height, s->train.width, s->train.classes, created_norm, NULL, o->seed,
+                          &s->model);
+    if (st == SBN_OK && o->norm == SBN_NORM_SYNC) {
+        sbn_comm *bn_comm = world;
+        if (o->group_size > 0 && o->group_size < ranks) {
+            st = sbn_comm_split_groups(world, o->group_size, &s->bn_comm);
+            bn_comm = s->bn_comm;
+        }
+        if (st == SBN_OK) st = sbn_model_convert_sync_batchnorm(s->model, bn_comm);
+    }
+    if (st != SBN_OK) return st;
+    const int64_t count = sbn_model_parameter_count(s->model), local = o->global_batch / ranks;
+    if ((st = sbn_comm_broadcast_float(world, sbn_model_parameters(s->model), count, 0)) != SBN_OK) return st;
+    if ((st = sbn_sampler_init(&s->sampler, s->train.count, o->global_batch, ranks, rank, o->seed)) != SBN_OK) return st;
+    const int64_t eval_chunk = 500 > local ? 500 : local;
+    s->velocity = calloc((size_t)count, sizeof *s->velocity);
+    s->bucket = malloc((size_t)(count + 2) * sizeof *s->bucket);
+    s->images = malloc((size_t)(local * s->train.height * s->train.width) * sizeof *s->images);
+    s->labels = malloc((size_t)local);
+    s->dlogits = malloc((size_t)(eval_chunk * s->train.classes) * sizeof *s->dlogits);
+    if (!s->velocity || !s->bucket || !s->images || !s->labels || !s->dlogits)
+        return sbn_fail(SBN_ERR_NOMEM, "no memory for the training buffers");
+    if (rank == 0 && o->metrics_path && !(s->metrics = fopen(o->metrics_path, "w")))
+        return sbn_fail(SBN_ERR_IO, "%s: cannot open the metrics file for writing", o->metrics_path);
+    return SBN_OK;
+}
+
+/* One step on this rank's slice; returns the global mean loss and accuracy. */
+static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm *world, const int64_t *indices,
+                             bool first_step, double *loss, double *accuracy)
+{
+    const int ranks = sbn_comm_size(world);
+    const int64_t local = o->global_batch / ranks, count = sbn_model_parameter_count(s->model);
+    sbn_dataset_gather(s->images, s->labels, &s->train, indices, local);
+    const float *logits;
+    double local_loss;
+    int64_t correct;
+    sbn_status st = sbn_model_forward(s->model, s->images, local, true, &logits);
+    if (st == SBN_OK)
+        st = sbn_cross_entropy(s->dlogits, &local_loss, &correct, logits, s->labels, local, s->train.classes);
+    if (st != SBN_OK) return st;
+    sbn_model_zero_grad(s->model);
+    if ((st = sbn_model_backward(s->model, s->dlogits)) != SBN_OK) return st;
+    float *grads = sbn_model_gradients(s->model);
+    memcpy(s->bucket, grads, (size_t)count * sizeof *grads);
+    s->bucket[count] = (float)local_loss;
+    s->bucket[count + 1] = (float)correct;
+    if ((st = sbn_comm_allreduce_sum_float(world, s->bucket, count + 2)) != SBN_OK) return st;
+    for (int64_t i = 0; i < count; i++) grads[i] = s->bucket[i] / (float)ranks;
+    const sbn_sgd_options sgd = {o->lr, o->momentum, o->weight_decay};
+    sbn_sgd_step(sbn_model_parameters(s->model), s->velocity, grads, count, sgd, first_step);
+    *loss = s->bucket[count] / ranks;
+    *accuracy = s->bucket[count + 1] / (double)o->global_batch;
+    return SBN_OK;
+}
+
+sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result)
+{
+    if (!options || !world || !result) return sbn_fail(SBN_ERR_ARG, "train: NULL argument");
+    memset(result, 0, sizeof *result);
+    sbn_status st = check_options(options, sbn_comm_size(world));
+    if (st != SBN_OK) return st;
+    omp_set_num_threads(options->threads);
+    openblas_set_num_threads(options->threads);
+    run_state s;
+    memset(&s, 0, sizeof s);
+    if ((st = setup(&s, options, world)) != SBN_OK) {
+        run_state_free(&s);
+        return st;
+    }
+    const int64_t per_epoch = s.sampler.batches_per_epoch;
+    int64_t total = per_epoch * (options->epochs > 0 ? options->epochs : INT64_MAX / per_epoch - 1);
+    if (options->max_steps > 0 && options->max_steps < total) total = options->max_steps;
+    const bool progress = options->progress && sbn_comm_rank(world) == 0 && isatty(STDERR_FILENO);
+    const double start = seconds_now();
+    double train_seconds = 0.0, loss = 0.0, accuracy = 0.0;
+    int64_t step = 0;
+    for (; st == SBN_OK && step < total; step++) {
+        const int64_t epoch = step / per_epoch;
+        const int64_t *indices;
+        const double step_start = seconds_now();
+        st = sbn_sampler_slice(&s.sampler, epoch, step % per_epoch, &indices);
+        if (st == SBN_OK) st = train_step(&s, options, world, indices, step == 0, &loss, &accuracy);
+        train_seconds += seconds_now() - step_start;
+        if (st != SBN_OK) break;
+        if (s.metrics)
+            fprintf(s.metrics,
+                    "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"accuracy\": %.6g, \"lr\": %g, \"seconds\": %.6f}\n",
+                    (long long)step + 1, (long long)epoch, loss, accuracy, options->lr, seconds_now() - start);
+        if (progress && ((step + 1) % 20 == 0 || step + 1 == total)) show_progress(step + 1, total, loss);
+    }
+    if (st == SBN_OK) {
+        result->steps = step;
+        result->final_train_loss = loss;
+        result->ms_per_step = step > 0 ? 1e3 * train_seconds / (double)step : 0.0;
+        st = evaluate(&s, world, 500, &result->test_accuracy, &result->test_loss);
+    }
+    if (st == SBN_OK) st = running_mean_spread(&s, world, &result->running_mean_spread);
+    if (st == SBN_OK && s.metrics)
+        fprintf(s.metrics,
+                "{\"final\": true, \"steps\": %lld, \"final_train_loss\": %.9g, \"test_accuracy\": %.6f, "
+                "\"test_loss\": %.6f, \"ms_per_step\": %.4f, \"running_mean_spread\": %.9g}\n",
+                (long long)result->steps, result->final_train_loss, result->test_accuracy, result->test_loss,
+                result->ms_per_step, result->running_mean_spread);
+    run_state_free(&s);
+    return st;
+}

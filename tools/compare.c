@@ -1,0 +1,333 @@
+/* `syncbn compare`: the experiment. Three trainings with the same seed,
+ * initial weights and data order:
+ *   (a) 1 process, global batch B, BN
+ *   (b) P ranks x B/P, plain BN (statistics of B/P samples each)
+ *   (c) P ranks x B/P, SyncBN (statistics of all B samples)
+ * then a table, summary.json, steps.csv and a PNG plot in --out. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+extern char **environ;
+
+typedef struct run {
+    const char *name, *norm;
+    int ranks;
+    double *losses; /* per step */
+    int64_t steps;
+    double final_train_loss, test_accuracy, ms_per_step, running_mean_spread;
+    double max_rel_loss_dev_10, max_rel_loss_dev_100;
+} run;
+
+static void compare_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: syncbn compare [options]\n\n"
+            "Trains the same model three times with the same seed, initial weights and data order:\n"
+            "  (a) 1 process with the global batch B, BN\n"
+            "  (b) P ranks with B/P each, plain BN (each rank normalizes by its own B/P samples)\n"
+            "  (c) P ranks with B/P each, SyncBN (statistics over all B samples)\n"
+            "and prints how (b) and (c) compare with (a). Runs go through mpiexec (on PATH, or\n"
+            "$SYNCBN_MPIEXEC). Writes summary.json, steps.csv, run_{a,b,c}.jsonl and compare.png to --out.\n\n"
+            "  --ranks P              ranks of runs b and c (default 4)\n"
+            "  --batch B              global batch (default 32)\n"
+            "  --epochs E             epochs (default 1)\n"
+            "  --steps N              stop each run after N steps (quick looks)\n"
+            "  --model seed|convnet   (default convnet)\n"
+            "  --seed S               (default 1)\n"
+            "  --out DIR              output folder (default out/compare)\n"
+            "  --lr X, --momentum X, --weight-decay X, --data DIR, --threads T, --train-samples N\n"
+            "                         as for `syncbn train`\n"
+            "  --no-plot              skip the PNG\n"
+            "  --help                 this text\n");
+}
+
+/* mpiexec and the flags it needs here. */
+static const char *launcher(void)
+{
+    const char *named = getenv("SYNCBN_MPIEXEC");
+    return named && *named ? named : "mpiexec";
+}
+
+static bool launcher_is_open_mpi(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "%s --version 2>&1", launcher());
+    FILE *pipe = popen(command, "r");
+    if (!pipe) return false;
+    char line[256];
+    bool open_mpi = false;
+    while (fgets(line, sizeof line, pipe)) open_mpi = open_mpi || strstr(line, "Open MPI") || strstr(line, "OpenRTE");
+    pclose(pipe);
+    return open_mpi;
+}
+
+static int spawn_and_wait(char *const argv[])
+{
+    pid_t pid;
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
+        fprintf(stderr, "syncbn compare: cannot start %s (is MPI installed? set SYNCBN_MPIEXEC)\n", argv[0]);
+        return -1;
+    }
+    int status;
+    if (waitpid(pid, &status, 0) < 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int launch(const char *self, const sbn_train_options *o, const run *r, const char *metrics, bool open_mpi)
+{
+    char ranks[16], batch[32], epochs[32], steps[32], lr[32], momentum[32], decay[32], seed[32], threads[16], samples[32];
+    snprintf(ranks, sizeof ranks, "%d", r->ranks);
+    snprintf(batch, sizeof batch, "%lld", (long long)o->global_batch);
+    snprintf(epochs, sizeof epochs, "%lld", (long long)o->epochs);
+    snprintf(steps, sizeof steps, "%lld", (long long)o->max_steps);
+    snprintf(lr, sizeof lr, "%.17g", o->lr);
+    snprintf(momentum, sizeof momentum, "%.17g", o->momentum);
+    snprintf(decay, sizeof decay, "%.17g", o->weight_decay);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    snprintf(samples, sizeof samples, "%lld", (long long)o->train_samples);
+    char *argv[64];
+    int k = 0;
+    argv[k++] = (char *)launcher();
+    argv[k++] = "-n", argv[k++] = ranks;
+    if (open_mpi) argv[k++] = "--oversubscribe";
+    argv[k++] = (char *)self, argv[k++] = "train";
+    argv[k++] = "--model", argv[k++] = o->model == SBN_MODEL_SEED ? "seed" : "convnet";
+    argv[k++] = "--norm", argv[k++] = (char *)r->norm;
+    argv[k++] = "--batch", argv[k++] = batch, argv[k++] = "--epochs", argv[k++] = epochs;
+    argv[k++] = "--steps", argv[k++] = steps, argv[k++] = "--lr", argv[k++] = lr;
+    argv[k++] = "--momentum", argv[k++] = momentum, argv[k++] = "--weight-decay", argv[k++] = decay;
+    argv[k++] = "--seed", argv[k++] = seed, argv[k++] = "--threads", argv[k++] = threads;
+    argv[k++] = "--train-samples", argv[k++] = samples;
+    argv[k++] = "--data", argv[k++] = (char *)o->data_dir, argv[k++] = "--metrics", argv[k++] = (char *)metrics;
+    argv[k++] = "--progress";
+    argv[k] = NULL;
+    printf("run (%s): %d rank%s x %lld samples, %s\n", r->name, r->ranks, r->ranks > 1 ? "s" : "",
+           (long long)(o->global_batch / r->ranks), r->norm);
+    fflush(stdout);
+    return spawn_and_wait(argv);
+}
+
+static double number(const cJSON *object, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : NAN;
+}
+
+/* Reads a run's JSON lines: the per-step losses and the final line. */
+static int read_metrics(run *r, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "syncbn compare: %s: cannot read the metrics of run %s\n", path, r->name);
+        return -1;
+    }
+    char line[4096];
+    int64_t capacity = 1024;
+    r->losses = malloc((size_t)capacity * sizeof *r->losses);
+    r->steps = 0;
+    bool final_seen = false;
+    while (fgets(line, sizeof line, f)) {
+        cJSON *json = cJSON_Parse(line);
+        if (!json) continue;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "final"))) {
+            r->final_train_loss = number(json, "final_train_loss");
+            r->test_accuracy = number(json, "test_accuracy");
+            r->ms_per_step = number(json, "ms_per_step");
+            r->running_mean_spread = number(json, "running_mean_spread");
+            final_seen = true;
+        } else {
+            if (r->steps == capacity) r->losses = realloc(r->losses, (size_t)(capacity *= 2) * sizeof *r->losses);
+            r->losses[r->steps++] = number(json, "loss");
+        }
+        cJSON_Delete(json);
+    }
+    fclose(f);
+    if (!final_seen) fprintf(stderr, "syncbn compare: %s: run %s did not finish\n", path, r->name);
+    return final_seen ? 0 : -1;
+}
+
+static double max_relative_deviation(const run *r, const run *reference, int64_t steps)
+{
+    double worst = 0.0;
+    for (int64_t k = 0; k < steps && k < r->steps && k < reference->steps; k++)
+        worst = fmax(worst, fabs(r->losses[k] - reference->losses[k]) / fabs(reference->losses[k]));
+    return worst;
+}
+
+static void write_summary(const run runs[3], const sbn_train_options *o, const char *out)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (int k = 0; k < 3; k++) {
+        const run *r = &runs[k];
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "run", r->name);
+        cJSON_AddNumberToObject(item, "ranks", r->ranks);
+        cJSON_AddNumberToObject(item, "per_rank_batch", (double)(o->global_batch / r->ranks));
+        cJSON_AddStringToObject(item, "norm", r->norm);
+        cJSON_AddNumberToObject(item, "test_accuracy", r->test_accuracy);
+        cJSON_AddNumberToObject(item, "final_train_loss", r->final_train_loss);
+        cJSON_AddNumberToObject(item, "max_rel_loss_dev_10", r->max_rel_loss_dev_10);
+        cJSON_AddNumberToObject(item, "max_rel_loss_dev_100", r->max_rel_loss_dev_100);
+        cJSON_AddNumberToObject(item, "running_mean_spread", r->running_mean_spread);
+        cJSON_AddNumberToObject(item, "ms_per_step", r->ms_per_step);
+        cJSON_AddNumberToObject(item, "steps", (double)r->steps);
+        cJSON_AddItemToArray(list, item);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    char *text = cJSON_Print(list);
+    FILE *f = fopen(path, "w");
+    if (f) fprintf(f, "%s\n", text), fclose(f);
+    free(text);
+    cJSON_Delete(list);
+}
+
+static void write_steps_csv(const run runs[3], const char *out)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/steps.csv", out);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "step,loss_a,loss_b,loss_c,rel_dev_b,rel_dev_c\n");
+    for (int64_t k = 0; k < runs[0].steps && k < runs[1].steps && k < runs[2].steps; k++) {
+        const double a = runs[0].losses[k];
+        fprintf(f, "%lld,%.9g,%.9g,%.9g,%.6g,%.6g\n", (long long)k + 1, a, runs[1].losses[k], runs[2].losses[k],
+                fabs(runs[1].losses[k] - a) / fabs(a), fabs(runs[2].losses[k] - a) / fabs(a));
+    }
+    fclose(f);
+}
+
+static void plot(const run runs[3], const sbn_train_options *o, const char *out)
+{
+    char script[4096], png[4096], csv[4096];
+    snprintf(script, sizeof script, "%s/compare.gp", out);
+    snprintf(png, sizeof png, "%s/compare.png", out);
+    snprintf(csv, sizeof csv, "%s/steps.csv", out);
+    FILE *f = fopen(script, "w");
+    if (!f) return;
+    fprintf(f,
+            "set terminal pngcairo size 1400,560 font 'sans,11'\nset output '%s'\nset datafile separator ','\n"
+            "set multiplot layout 1,2 title 'BN vs SyncBN, global batch %lld, %d ranks (%s)'\n"
+            "set key top right\nset grid\nset xlabel 'step'\nset ylabel 'training loss (smoothed)'\n",
+            png, (long long)o->global_batch, runs[1].ranks, o->model == SBN_MODEL_SEED ? "seed" : "convnet");
+    /* gnuplot has no rolling window on columns; smoothing via 'smooth bezier' keeps it simple. */
+    fprintf(f,
+            "plot '%s' every ::1 using 1:2 smooth bezier lw 2 title '(a) 1 x %lld, BN: test acc %.2f%%', \\\n"
+            "     '' every ::1 using 1:3 smooth bezier lw 2 title '(b) %d x %lld, BN: test acc %.2f%%', \\\n"
+            "     '' every ::1 using 1:4 smooth bezier lw 2 dt 2 title '(c) %d x %lld, SyncBN: test acc %.2f%%'\n",
+            csv, (long long)o->global_batch, 100 * runs[0].test_accuracy, runs[1].ranks,
+            (long long)(o->global_batch / runs[1].ranks), 100 * runs[1].test_accuracy, runs[2].ranks,
+            (long long)(o->global_batch / runs[2].ranks), 100 * runs[2].test_accuracy);
+    fprintf(f,
+            "set key bottom right\nset logscale y\nset format y '10^{%%L}'\nset ylabel '|loss - loss of (a)| / loss of (a), per step'\n"
+            "plot '%s' every ::1 using 1:($5 > 0 ? $5 : 1e-12) with lines lw 1 title '(b) plain BN', \\\n"
+            "     '' every ::1 using 1:($6 > 0 ? $6 : 1e-12) with lines lw 1 title '(c) SyncBN'\n"
+            "unset multiplot\n",
+            csv);
+    fclose(f);
+    char *argv[] = {"gnuplot", script, NULL};
+    if (spawn_and_wait(argv) == 0) printf("plot: %s\n", png);
+    else fprintf(stderr, "syncbn compare: gnuplot failed; the plot script is %s\n", script);
+}
+
+static void print_table(const run runs[3], const sbn_train_options *o)
+{
+    printf("\n| run | ranks | per-rank batch | norm | test accuracy | final train loss | max rel. loss dev. "
+           "(10 steps) | (100 steps) | running_mean spread | ms/step |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k < 3; k++) {
+        const run *r = &runs[k];
+        printf("| %s | %d | %lld | %s | %.2f%% | %.4f | %.2e | %.2e | %.2e | %.2f |\n", r->name, r->ranks,
+               (long long)(o->global_batch / r->ranks), r->norm, 100 * r->test_accuracy, r->final_train_loss,
+               r->max_rel_loss_dev_10, r->max_rel_loss_dev_100, r->running_mean_spread, r->ms_per_step);
+    }
+}
+
+int cli_compare(int argc, char **argv, const char *self)
+{
+    sbn_train_options o = sbn_train_defaults();
+    int ranks = 4;
+    bool want_plot = true;
+    const char *out = "out/compare";
+    static const struct option long_options[] = {
+        {"ranks", required_argument, NULL, 'P'},       {"batch", required_argument, NULL, 'b'},
+        {"epochs", required_argument, NULL, 'e'},      {"steps", required_argument, NULL, 's'},
+        {"model", required_argument, NULL, 'm'},       {"seed", required_argument, NULL, 'S'},
+        {"out", required_argument, NULL, 'O'},         {"lr", required_argument, NULL, 'l'},
+        {"momentum", required_argument, NULL, 'M'},    {"weight-decay", required_argument, NULL, 'w'},
+        {"data", required_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
+        {"train-samples", required_argument, NULL, 'N'}, {"no-plot", no_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    optind = 1;
+    for (int opt; (opt = getopt_long(argc, argv, "", long_options, NULL)) != -1;) {
+        const int common = cli_parse_common(opt, optarg, &o);
+        if (common == 1) continue;
+        if (common == -1) return EXIT_USAGE;
+        if (opt == 'P') ranks = atoi(optarg);
+        else if (opt == 'O') out = optarg;
+        else if (opt == 'x') want_plot = false;
+        else if (opt == 'h') {
+            compare_usage(stdout);
+            return 0;
+        } else {
+            compare_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc || ranks < 2 || o.global_batch < ranks || o.global_batch % ranks) {
+        if (optind < argc) fprintf(stderr, "syncbn compare: unexpected argument '%s'\n", argv[optind]);
+        else fprintf(stderr, "syncbn compare: need --ranks >= 2 dividing --batch (got %d and %lld)\n", ranks,
+                     (long long)o.global_batch);
+        compare_usage(stderr);
+        return EXIT_USAGE;
+    }
+    mkdir(out, 0755);
+    struct stat info;
+    if (stat(out, &info) != 0 || !S_ISDIR(info.st_mode)) {
+        fprintf(stderr, "syncbn compare: cannot create the output folder %s\n", out);
+        return 1;
+    }
+    if (geteuid() == 0) { /* OpenMPI refuses root without these */
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    }
+    const bool open_mpi = launcher_is_open_mpi();
+    run runs[3] = {{.name = "a", .norm = "bn", .ranks = 1},
+                   {.name = "b", .norm = "bn", .ranks = ranks},
+                   {.name = "c", .norm = "sync", .ranks = ranks}};
+    int status = 0;
+    for (int k = 0; k < 3 && status == 0; k++) {
+        char metrics[4096];
+        snprintf(metrics, sizeof metrics, "%s/run_%s.jsonl", out, runs[k].name);
+        if (launch(self, &o, &runs[k], metrics, open_mpi) != 0) {
+            fprintf(stderr, "syncbn compare: run %s failed\n", runs[k].name);
+            status = 1;
+        } else if (read_metrics(&runs[k], metrics) != 0) {
+            status = 1;
+        }
+    }
+    if (status == 0) {
+        for (int k = 0; k < 3; k++) {
+            runs[k].max_rel_loss_dev_10 = max_relative_deviation(&runs[k], &runs[0], 10);
+            runs[k].max_rel_loss_dev_100 = max_relative_deviation(&runs[k], &runs[0], 100);
+        }
+        print_table(runs, &o);
+        write_summary(runs, &o, out);
+        write_steps_csv(runs, out);
+        if (want_plot) plot(runs, &o, out);
+        printf("summary: %s/summary.json\n", out);
+    }
+    for (int k = 0; k < 3; k++) free(runs[k].losses);
+    return status;
+}
