@@ -33,7 +33,7 @@ typedef struct sbn_train_options {
     int64_t train_samples;     /* use the first N training samples; 0 = all */
     double lr, momentum, weight_decay;
     uint64_t seed;
-    int threads;               /* OpenMP and OpenBLAS threads per rank */
+    int threads;               /* OpenMP threads per rank (OpenBLAS runs single-threaded inside them) */
     const char *data_dir;
     const char *metrics_path;  /* JSON lines written by rank 0; NULL = none */
     bool progress;             /* a progress bar on rank 0 (only on a terminal) */

@@ -6,10 +6,15 @@
  *   forward:  y_s (cout x pixels)   = W (cout x rows) . cols_s         -> NCHW directly
  *   backward: dW (cout x rows)     += dy_s . cols_s^T
  *             dcols_s (rows x pixels) = W^T . dy_s,  dx = col2im(dcols)
+ * Samples run in parallel over OpenMP threads, each calling a single-threaded
+ * sgemm (the trainer sets OpenBLAS to 1 thread): small per-image GEMMs gain
+ * nothing from BLAS threads, and two thread pools on the same cores only fight.
  */
 #include <syncbn/nn.h>
 
 #include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -76,6 +81,7 @@ sbn_status sbn_conv2d_forward(float *y, float *cols, const float *x, const float
     if (!y || !cols || !x || !weight) return sbn_fail(SBN_ERR_ARG, "conv2d forward: a buffer is NULL");
     const int64_t pixels = out_pixels(d), columns = d.n * pixels, rows = cols_rows(d);
     im2col_walk(cols, NULL, x, d);
+#pragma omp parallel for schedule(static)
     for (int64_t sample = 0; sample < d.n; sample++) {
         float *out = y + sample * d.out_channels * pixels;
         for (int64_t c = 0; c < d.out_channels; c++)
@@ -93,21 +99,37 @@ sbn_status sbn_conv2d_backward(float *dx, float *dweight, float *dbias, float *s
     if (st != SBN_OK) return st;
     if (!dweight || !dy || !cols || !weight || (dx && !scratch))
         return sbn_fail(SBN_ERR_ARG, "conv2d backward: a buffer is NULL");
-    const int64_t pixels = out_pixels(d), columns = d.n * pixels, rows = cols_rows(d);
-    for (int64_t sample = 0; sample < d.n; sample++) {
-        const float *g = dy + sample * d.out_channels * pixels;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.out_channels, (int)rows, (int)pixels, 1.0f, g,
-                    (int)pixels, cols + sample * pixels, (int)columns, 1.0f, dweight, (int)rows);
-        if (dbias)
+    const int64_t pixels = out_pixels(d), columns = d.n * pixels, rows = cols_rows(d), weights = d.out_channels * rows;
+    /* dW and db: per-thread partial sums, added in thread order (deterministic for a thread count). */
+    const int threads = omp_get_max_threads() < d.n ? omp_get_max_threads() : (int)(d.n > 0 ? d.n : 1);
+    float *partial = calloc((size_t)threads * (size_t)(weights + d.out_channels), sizeof *partial);
+    if (!partial) return sbn_fail(SBN_ERR_NOMEM, "conv2d backward: no memory for %d gradient partials", threads);
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        float *my_dweight = partial + (size_t)t * (size_t)(weights + d.out_channels), *my_dbias = my_dweight + weights;
+#pragma omp for schedule(static)
+        for (int64_t sample = 0; sample < d.n; sample++) {
+            const float *g = dy + sample * d.out_channels * pixels;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.out_channels, (int)rows, (int)pixels, 1.0f,
+                        g, (int)pixels, cols + sample * pixels, (int)columns, 1.0f, my_dweight, (int)rows);
             for (int64_t c = 0; c < d.out_channels; c++) {
                 double sum = 0.0;
                 for (int64_t p = 0; p < pixels; p++) sum += g[c * pixels + p];
-                dbias[c] += (float)sum;
+                my_dbias[c] += (float)sum;
             }
-        if (dx)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)pixels, (int)d.out_channels, 1.0f,
-                        weight, (int)rows, g, (int)pixels, 0.0f, scratch + sample * pixels, (int)columns);
+            if (dx)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)pixels, (int)d.out_channels, 1.0f,
+                            weight, (int)rows, g, (int)pixels, 0.0f, scratch + sample * pixels, (int)columns);
+        }
     }
+    for (int t = 0; t < threads; t++) {
+        const float *my_dweight = partial + (size_t)t * (size_t)(weights + d.out_channels);
+        for (int64_t i = 0; i < weights; i++) dweight[i] += my_dweight[i];
+        if (dbias)
+            for (int64_t c = 0; c < d.out_channels; c++) dbias[c] += my_dweight[weights + c];
+    }
+    free(partial);
     if (dx) {
         memset(dx, 0, (size_t)(d.n * d.in_channels * d.height * d.width) * sizeof *dx);
         im2col_walk(scratch, dx, NULL, d);

@@ -200,8 +200,9 @@ sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_
     memset(result, 0, sizeof *result);
     sbn_status st = check_options(options, sbn_comm_size(world));
     if (st != SBN_OK) return st;
+    /* Parallelism is ours (OpenMP over samples and channels); BLAS stays single-threaded. */
     omp_set_num_threads(options->threads);
-    openblas_set_num_threads(options->threads);
+    openblas_set_num_threads(1);
     run_state s;
     memset(&s, 0, sizeof s);
     if ((st = setup(&s, options, world)) != SBN_OK) {
