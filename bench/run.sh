@@ -18,8 +18,8 @@ for ranks in 1 2 4; do
   header=""
 done
 
-if [ -x "$build/bench/bench_train" ]; then
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo
   echo "## Training throughput, convnet at B=32 (bench_train vs PyTorch)"
-  bash bench/train_throughput.sh "$build"
+  bash bench/train_throughput.sh "$build" --accuracy
 fi

@@ -45,7 +45,8 @@ static void compare_usage(FILE *out)
             "  --model seed|convnet   (default convnet)\n"
             "  --seed S               (default 1)\n"
             "  --out DIR              output folder (default out/compare)\n"
-            "  --lr X, --momentum X, --weight-decay X, --data DIR, --threads T, --train-samples N\n"
+            "  --lr X, --lr-schedule S, --momentum X, --weight-decay X, --data DIR, --threads T,\n"
+            "  --train-samples N\n"
             "                         as for `syncbn train`\n"
             "  --no-plot              skip the PNG\n"
             "  --help                 this text\n");
@@ -108,6 +109,7 @@ static int launch(const char *self, const sbn_train_options *o, const run *r, co
     argv[k++] = "--steps", argv[k++] = steps, argv[k++] = "--lr", argv[k++] = lr;
     argv[k++] = "--momentum", argv[k++] = momentum, argv[k++] = "--weight-decay", argv[k++] = decay;
     argv[k++] = "--seed", argv[k++] = seed, argv[k++] = "--threads", argv[k++] = threads;
+    argv[k++] = "--lr-schedule", argv[k++] = o->lr_schedule == SBN_LR_COSINE ? "cosine" : "constant";
     argv[k++] = "--train-samples", argv[k++] = samples;
     argv[k++] = "--data", argv[k++] = (char *)o->data_dir, argv[k++] = "--metrics", argv[k++] = (char *)metrics;
     argv[k++] = "--progress";
@@ -266,6 +268,7 @@ int cli_compare(int argc, char **argv, const char *self)
         {"model", required_argument, NULL, 'm'},       {"seed", required_argument, NULL, 'S'},
         {"out", required_argument, NULL, 'O'},         {"lr", required_argument, NULL, 'l'},
         {"momentum", required_argument, NULL, 'M'},    {"weight-decay", required_argument, NULL, 'w'},
+        {"lr-schedule", required_argument, NULL, 'L'},
         {"data", required_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
         {"train-samples", required_argument, NULL, 'N'}, {"no-plot", no_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};

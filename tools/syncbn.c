@@ -68,6 +68,14 @@ int cli_parse_common(int option, const char *value, sbn_train_options *o)
     case 'w': o->weight_decay = parse_number(value, "weight-decay", &ok); break;
     case 'S': o->seed = (uint64_t)parse_integer(value, "seed", &ok); break;
     case 'd': o->data_dir = value; break;
+    case 'L':
+        if (strcmp(value, "cosine") == 0) o->lr_schedule = SBN_LR_COSINE;
+        else if (strcmp(value, "constant") == 0) o->lr_schedule = SBN_LR_CONSTANT;
+        else {
+            fprintf(stderr, "syncbn: --lr-schedule must be cosine or constant, got '%s'\n", value);
+            ok = false;
+        }
+        break;
     case 't': o->threads = (int)parse_integer(value, "threads", &ok); break;
     default: return 0;
     }

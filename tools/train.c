@@ -22,6 +22,7 @@ static void train_usage(FILE *out)
             "  --steps N              stop after N steps (default: run the epochs)\n"
             "  --train-samples N      train on the first N training images only\n"
             "  --lr X                 learning rate (default 0.01)\n"
+            "  --lr-schedule S        cosine (decay to 0 over the run, default) or constant\n"
             "  --momentum X           SGD momentum (default 0.9)\n"
             "  --weight-decay X       weight decay (default 5e-4)\n"
             "  --seed S               initialization and data order (default 1)\n"
@@ -44,6 +45,7 @@ int cli_train(int argc, char **argv)
         {"epochs", required_argument, NULL, 'e'},      {"steps", required_argument, NULL, 's'},
         {"train-samples", required_argument, NULL, 'N'}, {"lr", required_argument, NULL, 'l'},
         {"momentum", required_argument, NULL, 'M'},    {"weight-decay", required_argument, NULL, 'w'},
+        {"lr-schedule", required_argument, NULL, 'L'},
         {"seed", required_argument, NULL, 'S'},        {"data", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},     {"metrics", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, 'T'},     {"progress", no_argument, NULL, 'p'},

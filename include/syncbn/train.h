@@ -23,6 +23,11 @@
 extern "C" {
 #endif
 
+typedef enum sbn_lr_schedule {
+    SBN_LR_CONSTANT,
+    SBN_LR_COSINE /* lr * (1 + cos(pi * step / total_steps)) / 2, step counted from 0 */
+} sbn_lr_schedule;
+
 typedef struct sbn_train_options {
     sbn_model_kind model;
     sbn_norm norm;
@@ -32,6 +37,7 @@ typedef struct sbn_train_options {
     int64_t max_steps;         /* stop after this many steps; 0 = run all epochs */
     int64_t train_samples;     /* use the first N training samples; 0 = all */
     double lr, momentum, weight_decay;
+    sbn_lr_schedule lr_schedule;
     uint64_t seed;
     int threads;               /* OpenMP threads per rank (OpenBLAS runs single-threaded inside them) */
     const char *data_dir;
@@ -39,8 +45,8 @@ typedef struct sbn_train_options {
     bool progress;             /* a progress bar on rank 0 (only on a terminal) */
 } sbn_train_options;
 
-/* convnet, BN, B = 32, 1 epoch, lr 0.01, momentum 0.9, weight decay 5e-4,
- * seed 1, 1 thread, the Fashion-MNIST folder, no metrics file. */
+/* convnet, BN, B = 32, 1 epoch, lr 0.01 with cosine decay, momentum 0.9,
+ * weight decay 5e-4, seed 1, 1 thread, the Fashion-MNIST folder, no metrics file. */
 sbn_train_options sbn_train_defaults(void);
 
 typedef struct sbn_train_result {

@@ -19,7 +19,7 @@ sbn_train_options sbn_train_defaults(void)
 {
     sbn_train_options o = {.model = SBN_MODEL_CONVNET, .norm = SBN_NORM_BN, .group_size = 0, .global_batch = 32,
                            .epochs = 1, .max_steps = 0, .train_samples = 0, .lr = 0.01, .momentum = 0.9,
-                           .weight_decay = 5e-4, .seed = 1, .threads = 1, .data_dir = SBN_FASHION_MNIST_DIR,
+                           .weight_decay = 5e-4, .lr_schedule = SBN_LR_COSINE, .seed = 1, .threads = 1, .data_dir = SBN_FASHION_MNIST_DIR,
                            .metrics_path = NULL, .progress = false};
     return o;
 }
@@ -42,6 +42,8 @@ static sbn_status check_options(const sbn_train_options *o, int ranks)
     if (!(o->lr > 0) || !(o->momentum >= 0 && o->momentum < 1) || !(o->weight_decay >= 0))
         return sbn_fail(SBN_ERR_ARG, "need lr > 0, 0 <= momentum < 1, weight decay >= 0 (got %g, %g, %g)", o->lr,
                         o->momentum, o->weight_decay);
+    if (o->lr_schedule != SBN_LR_CONSTANT && o->lr_schedule != SBN_LR_COSINE)
+        return sbn_fail(SBN_ERR_ARG, "unknown learning-rate schedule %d", (int)o->lr_schedule);
     if (o->threads < 1 || o->threads > 1024) return sbn_fail(SBN_ERR_ARG, "threads must be in [1, 1024]");
     if (o->group_size < 0 || (o->group_size > 0 && ranks % o->group_size))
         return sbn_fail(SBN_ERR_ARG, "group size %d does not divide the %d ranks", o->group_size, ranks);
@@ -165,9 +167,15 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
     return SBN_OK;
 }
 
+static double learning_rate(const sbn_train_options *o, int64_t step, int64_t total)
+{
+    if (o->lr_schedule == SBN_LR_CONSTANT) return o->lr;
+    return o->lr * 0.5 * (1.0 + cos(M_PI * (double)step / (double)total));
+}
+
 /* One step on this rank's slice; returns the global mean loss and accuracy. */
 static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm *world, const int64_t *indices,
-                             bool first_step, double *loss, double *accuracy)
+                             double lr, bool first_step, double *loss, double *accuracy)
 {
     const int ranks = sbn_comm_size(world);
     const int64_t local = o->global_batch / ranks, count = sbn_model_parameter_count(s->model);
@@ -187,7 +195,7 @@ static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm 
     s->bucket[count + 1] = (float)correct;
     if ((st = sbn_comm_allreduce_sum_float(world, s->bucket, count + 2)) != SBN_OK) return st;
     for (int64_t i = 0; i < count; i++) grads[i] = s->bucket[i] / (float)ranks;
-    const sbn_sgd_options sgd = {o->lr, o->momentum, o->weight_decay};
+    const sbn_sgd_options sgd = {lr, o->momentum, o->weight_decay};
     sbn_sgd_step(sbn_model_parameters(s->model), s->velocity, grads, count, sgd, first_step);
     *loss = s->bucket[count] / ranks;
     *accuracy = s->bucket[count + 1] / (double)o->global_batch;
@@ -221,13 +229,14 @@ sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_
         const int64_t *indices;
         const double step_start = seconds_now();
         st = sbn_sampler_slice(&s.sampler, epoch, step % per_epoch, &indices);
-        if (st == SBN_OK) st = train_step(&s, options, world, indices, step == 0, &loss, &accuracy);
+        const double lr = learning_rate(options, step, total);
+        if (st == SBN_OK) st = train_step(&s, options, world, indices, lr, step == 0, &loss, &accuracy);
         train_seconds += seconds_now() - step_start;
         if (st != SBN_OK) break;
         if (s.metrics)
             fprintf(s.metrics,
                     "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"accuracy\": %.6g, \"lr\": %g, \"seconds\": %.6f}\n",
-                    (long long)step + 1, (long long)epoch, loss, accuracy, options->lr, seconds_now() - start);
+                    (long long)step + 1, (long long)epoch, loss, accuracy, lr, seconds_now() - start);
         if (progress && ((step + 1) % 20 == 0 || step + 1 == total)) show_progress(step + 1, total, loss);
     }
     if (st == SBN_OK) {
