@@ -14,7 +14,9 @@
  * inputs); elsewhere its rounding is below that of the float result.
  *
  * Memory. Channels-first (NCS, s > 1): one channel's n*s values are handled
- * by one thread from start to end, so the second pass of a fused call reads
+ * by one thread from start to end, and each thread takes a contiguous run of
+ * channels (neighbouring channels share cache lines where s*4 is not a
+ * multiple of 64, so interleaving them across threads would false-share), so the second pass of a fused call reads
  * them from cache. Channels-last (NSC, and NCS with s == 1, which is the same
  * memory): rows of c values, split across threads by rows; per-thread partial
  * sums share the shift, so combining them is a plain addition in thread order.
@@ -363,7 +365,7 @@ sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, c
     if (st == SBN_OK) st = check_pointers(mean, "mean", m2, "m2", x, "x");
     if (st != SBN_OK) return st;
     if (is_rows_of_channels(shape)) return nsc_stats(mean, m2, shape, x);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
         ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
     return SBN_OK;
@@ -377,7 +379,7 @@ sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const
     if (st == SBN_OK) st = check_pointers(invstd, "invstd", x, "x", x, "x");
     if (st != SBN_OK) return st;
     if (is_rows_of_channels(shape)) return nsc_normalize(y, shape, x, mean, invstd, weight, bias);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
         ncs_channel_affine(y, shape, x, c, normalize_affine(mean, invstd, weight, bias, c));
     return SBN_OK;
@@ -402,7 +404,7 @@ sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *
         for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
         return sbn_kernel_normalize(y, shape, x, mean, invstd, weight, bias);
     }
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++) {
         ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
         invstd[c] = invstd_of(m2[c], count, eps);
@@ -419,7 +421,7 @@ sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
     if (st == SBN_OK) st = check_pointers(dy, "dy", mean, "mean", x, "x");
     if (st != SBN_OK) return st;
     if (is_rows_of_channels(shape)) return nsc_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
         ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], shape, x, dy, c, mean[c]);
     return SBN_OK;
@@ -437,7 +439,7 @@ sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x,
     if (st != SBN_OK) return st;
     if (is_rows_of_channels(shape))
         return nsc_gradient(dx, shape, x, dy, mean, invstd, weight, mean_dy, mean_dy_xmu);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
         ncs_channel_backward_apply(dx, shape, x, dy, c, make_gradient(mean, invstd, weight, mean_dy, mean_dy_xmu, c));
     return SBN_OK;
@@ -466,7 +468,7 @@ sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_x
         free(means);
         return st;
     }
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++) {
         ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], shape, x, dy, c, mean[c]);
         const double mean_dy = sum_dy[c] / (double)count, mean_dy_xmu = sum_dy_xmu[c] / (double)count;
