@@ -232,7 +232,7 @@ static void plot(const run runs[3], const sbn_train_options *o, const char *out)
             (long long)(o->global_batch / runs[1].ranks), 100 * runs[1].test_accuracy, runs[2].ranks,
             (long long)(o->global_batch / runs[2].ranks), 100 * runs[2].test_accuracy);
     fprintf(f,
-            "set key bottom right\nset logscale y\nset format y '10^{%%L}'\nset ylabel '|loss - loss of (a)| / loss of (a), per step'\n"
+            "set key bottom right\nset logscale xy\nset format y '10^{%%L}'\nset ylabel '|loss - loss of (a)| / loss of (a), per step'\n"
             "plot '%s' every ::1 using 1:($5 > 0 ? $5 : 1e-12) with lines lw 1 title '(b) plain BN', \\\n"
             "     '' every ::1 using 1:($6 > 0 ? $6 : 1e-12) with lines lw 1 title '(c) SyncBN'\n"
             "unset multiplot\n",
@@ -241,6 +241,21 @@ static void plot(const run runs[3], const sbn_train_options *o, const char *out)
     char *argv[] = {"gnuplot", script, NULL};
     if (spawn_and_wait(argv) == 0) printf("plot: %s\n", png);
     else fprintf(stderr, "syncbn compare: gnuplot failed; the plot script is %s\n", script);
+}
+
+/* mkdir -p: creates the folder and its missing parents; 0 when it exists after. */
+static int make_folders(const char *path)
+{
+    char partial[4096];
+    snprintf(partial, sizeof partial, "%s", path);
+    for (char *slash = strchr(partial + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        mkdir(partial, 0755);
+        *slash = '/';
+    }
+    mkdir(partial, 0755);
+    struct stat info;
+    return stat(partial, &info) == 0 && S_ISDIR(info.st_mode) ? 0 : -1;
 }
 
 static void print_table(const run runs[3], const sbn_train_options *o)
@@ -295,9 +310,7 @@ int cli_compare(int argc, char **argv, const char *self)
         compare_usage(stderr);
         return EXIT_USAGE;
     }
-    mkdir(out, 0755);
-    struct stat info;
-    if (stat(out, &info) != 0 || !S_ISDIR(info.st_mode)) {
+    if (make_folders(out) != 0) {
         fprintf(stderr, "syncbn compare: cannot create the output folder %s\n", out);
         return 1;
     }
