@@ -7,6 +7,14 @@
 
 enum { EXIT_USAGE = 2 };
 
+#include <getopt.h>
+
+enum { CLI_MAX_OPTIONS = 40 };
+
+/* Fills `out` (CLI_MAX_OPTIONS entries) with the long options `train` and
+ * `compare` share, then `specific` up to its {NULL} terminator. */
+void cli_options(struct option *out, const struct option *specific);
+
 /* Parses the options `train` and `compare` share; returns 1 if `option` was
  * one of them, 0 if not, -1 on a bad value (message printed). */
 int cli_parse_common(int option, const char *value, sbn_train_options *options);

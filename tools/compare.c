@@ -277,16 +277,11 @@ int cli_compare(int argc, char **argv, const char *self)
     int ranks = 4;
     bool want_plot = true;
     const char *out = "out/compare";
-    static const struct option long_options[] = {
-        {"ranks", required_argument, NULL, 'P'},       {"batch", required_argument, NULL, 'b'},
-        {"epochs", required_argument, NULL, 'e'},      {"steps", required_argument, NULL, 's'},
-        {"model", required_argument, NULL, 'm'},       {"seed", required_argument, NULL, 'S'},
-        {"out", required_argument, NULL, 'O'},         {"lr", required_argument, NULL, 'l'},
-        {"momentum", required_argument, NULL, 'M'},    {"weight-decay", required_argument, NULL, 'w'},
-        {"lr-schedule", required_argument, NULL, 'L'},
-        {"data", required_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
-        {"train-samples", required_argument, NULL, 'N'}, {"no-plot", no_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    static const struct option compare_options[] = {
+        {"ranks", required_argument, NULL, 'P'}, {"out", required_argument, NULL, 'O'},
+        {"no-plot", no_argument, NULL, 'x'},     {NULL, 0, NULL, 0}};
+    struct option long_options[CLI_MAX_OPTIONS];
+    cli_options(long_options, compare_options);
     optind = 1;
     for (int opt; (opt = getopt_long(argc, argv, "", long_options, NULL)) != -1;) {
         const int common = cli_parse_common(opt, optarg, &o);

@@ -47,6 +47,24 @@ static long long parse_integer(const char *text, const char *name, bool *ok)
     return value;
 }
 
+static const struct option common_options[] = {
+    {"model", required_argument, NULL, 'm'},      {"batch", required_argument, NULL, 'b'},
+    {"epochs", required_argument, NULL, 'e'},     {"steps", required_argument, NULL, 's'},
+    {"train-samples", required_argument, NULL, 'N'}, {"lr", required_argument, NULL, 'l'},
+    {"lr-schedule", required_argument, NULL, 'L'}, {"momentum", required_argument, NULL, 'M'},
+    {"weight-decay", required_argument, NULL, 'w'}, {"seed", required_argument, NULL, 'S'},
+    {"data", required_argument, NULL, 'd'},       {"threads", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'}};
+
+void cli_options(struct option *out, const struct option *specific)
+{
+    const int common = (int)(sizeof common_options / sizeof common_options[0]);
+    int k = 0;
+    for (; k < common; k++) out[k] = common_options[k];
+    for (int j = 0; specific[j].name && k < CLI_MAX_OPTIONS - 1; j++) out[k++] = specific[j];
+    out[k] = (struct option){NULL, 0, NULL, 0};
+}
+
 int cli_parse_common(int option, const char *value, sbn_train_options *o)
 {
     bool ok = true;

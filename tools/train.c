@@ -39,17 +39,12 @@ int cli_train(int argc, char **argv)
 {
     sbn_train_options o = sbn_train_defaults();
     double timeout = 600.0;
-    static const struct option long_options[] = {
-        {"model", required_argument, NULL, 'm'},       {"norm", required_argument, NULL, 'n'},
-        {"group-size", required_argument, NULL, 'g'},  {"batch", required_argument, NULL, 'b'},
-        {"epochs", required_argument, NULL, 'e'},      {"steps", required_argument, NULL, 's'},
-        {"train-samples", required_argument, NULL, 'N'}, {"lr", required_argument, NULL, 'l'},
-        {"momentum", required_argument, NULL, 'M'},    {"weight-decay", required_argument, NULL, 'w'},
-        {"lr-schedule", required_argument, NULL, 'L'},
-        {"seed", required_argument, NULL, 'S'},        {"data", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'},     {"metrics", required_argument, NULL, 'o'},
-        {"timeout", required_argument, NULL, 'T'},     {"progress", no_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    static const struct option train_options[] = {
+        {"norm", required_argument, NULL, 'n'},    {"group-size", required_argument, NULL, 'g'},
+        {"metrics", required_argument, NULL, 'o'}, {"timeout", required_argument, NULL, 'T'},
+        {"progress", no_argument, NULL, 'p'},      {NULL, 0, NULL, 0}};
+    struct option long_options[CLI_MAX_OPTIONS];
+    cli_options(long_options, train_options);
     optind = 1;
     for (int opt; (opt = getopt_long(argc, argv, "", long_options, NULL)) != -1;) {
         const int common = cli_parse_common(opt, optarg, &o);

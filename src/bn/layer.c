@@ -154,11 +154,21 @@ static sync_identity identity_of(const sbn_bn *bn, sync_pass pass)
     return identity;
 }
 
-/* One collective: the message (header already written by the caller) is
- * merged across ranks; then the header must show that every rank agreed. */
-static sbn_status sync_exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge)
+/* The one collective of a pass: writes the header and one element
+ * (local_count, first[c], second[c]) per channel, merges across ranks, and
+ * checks that the header shows every rank agreed. The merged elements are
+ * then read with merged_element. */
+static sbn_status exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge, int64_t local_count,
+                           const double *first, const double *second)
 {
     double *message = sync_message(bn);
+    sync_message_write_header(message, identity_of(bn, pass));
+    double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
+    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
+        element[0] = (double)local_count;
+        element[1] = first[c];
+        element[2] = second[c];
+    }
     sbn_status st = sbn_comm_allreduce_merge(bn->comm, message, SYNC_HEADER_ELEMENTS + bn->channels,
                                              SYNC_ELEMENT_DOUBLES, merge);
     bn->local_backwards = 0; /* every rank reached a collective: counting starts again */
@@ -172,27 +182,24 @@ static sbn_status sync_exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge)
     return sync_message_check_header(message, sbn_comm_size(bn->comm), identity_of(bn, pass), bn->channels);
 }
 
+static const double *merged_element(const sbn_bn *bn, int64_t c)
+{
+    return sync_message(bn) + (SYNC_HEADER_ELEMENTS + c) * SYNC_ELEMENT_DOUBLES;
+}
+
 /* ---------- forward ---------- */
 
 /* Merges this rank's (count, mean, m2) slots with every rank's; on return
  * the slots hold the global statistics and *global_count the global count. */
 static sbn_status exchange_moments(sbn_bn *bn, int64_t local_count, int64_t *global_count)
 {
-    double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2), *message = sync_message(bn);
-    sync_message_write_header(message, identity_of(bn, SYNC_PASS_FORWARD));
-    double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        element[0] = (double)local_count;
-        element[1] = mean[c];
-        element[2] = m2[c];
-    }
-    sbn_status st = sync_exchange(bn, SYNC_PASS_FORWARD, sync_merge_moments);
+    double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2);
+    sbn_status st = exchange(bn, SYNC_PASS_FORWARD, sync_merge_moments, local_count, mean, m2);
     if (st != SBN_OK) return st;
-    element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-    *global_count = (int64_t)element[0];
-    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        mean[c] = element[1];
-        m2[c] = element[2];
+    *global_count = (int64_t)merged_element(bn, 0)[0];
+    for (int64_t c = 0; c < bn->channels; c++) {
+        mean[c] = merged_element(bn, c)[1];
+        m2[c] = merged_element(bn, c)[2];
     }
     return SBN_OK;
 }
@@ -298,21 +305,13 @@ static void add_parameter_grads(sbn_bn *bn, const double *sum_dy, const double *
  * return global_means holds mean_dy and global_means_xmu mean_dy_xmu. */
 static sbn_status exchange_sums(sbn_bn *bn, int64_t local_count, double *global_means, double *global_means_xmu)
 {
-    const double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
-    double *message = sync_message(bn);
-    sync_message_write_header(message, identity_of(bn, SYNC_PASS_BACKWARD));
-    double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        element[0] = (double)local_count;
-        element[1] = sum_dy[c];
-        element[2] = sum_dy_xmu[c];
-    }
-    sbn_status st = sync_exchange(bn, SYNC_PASS_BACKWARD, sync_merge_sums);
+    sbn_status st = exchange(bn, SYNC_PASS_BACKWARD, sync_merge_sums, local_count, double_slot(bn, SLOT_SUM_DY),
+                             double_slot(bn, SLOT_SUM_DY_XMU));
     if (st != SBN_OK) return st;
-    element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
-    for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
-        global_means[c] = element[1] / element[0];
-        global_means_xmu[c] = element[2] / element[0];
+    for (int64_t c = 0; c < bn->channels; c++) {
+        const double *merged = merged_element(bn, c);
+        global_means[c] = merged[1] / merged[0];
+        global_means_xmu[c] = merged[2] / merged[0];
     }
     return SBN_OK;
 }

@@ -6,7 +6,7 @@
 
 #include "support.h"
 
-static char *read_file(const char *path)
+char *test_read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -85,7 +85,7 @@ static void load_case(golden_case *g, const cJSON *json)
 
 int golden_load(const char *path, golden_case **cases)
 {
-    char *text = read_file(path);
+    char *text = test_read_file(path);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);

@@ -23,15 +23,8 @@ static int64_t number_of(const cJSON *object, const char *key)
 
 int nn_golden_load(const char *path, nn_golden_case **cases)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)size + 1);
-    const size_t got = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    text[got] = '\0';
+    char *text = test_read_file(path);
+    if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) return -1;

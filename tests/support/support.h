@@ -42,6 +42,9 @@ void reference_bn_free(reference_bn *bn);
 void reference_bn_forward(reference_bn *bn, int64_t n, int64_t s, const float *x, double *y, bool training);
 void reference_bn_backward(reference_bn *bn, int64_t n, int64_t s, const float *x, const float *dy, double *dx);
 
+/* The whole file as a NUL-terminated string (free it), or NULL. */
+char *test_read_file(const char *path);
+
 /* ---------- golden data from tests/golden/make_bn_golden.py ---------- */
 typedef struct golden_step {
     bool training;
