@@ -184,6 +184,32 @@ static void thread_rows(int64_t rows, int thread, int threads, int64_t *first, i
     *last = rows * (thread + 1) / threads;
 }
 
+/* Two per-channel partial sums for each of `threads` threads, zeroed:
+ * thread t's pair starts at t * 2 * channels. */
+static sbn_status row_partials_alloc(double **partial, int64_t rows, int64_t channels, int *threads)
+{
+    *threads = (int)(rows < 1 ? 1 : rows < omp_get_max_threads() ? rows : omp_get_max_threads());
+    *partial = calloc((size_t)*threads * 2 * (size_t)(channels > 0 ? channels : 1), sizeof **partial);
+    if (!*partial)
+        return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", *threads, (long long)channels);
+    return SBN_OK;
+}
+
+/* first[c], second[c] = the threads' partial sums added in thread order, then frees them. */
+static void row_partials_sum(double *first, double *second, double *partial, int threads, int64_t channels)
+{
+    for (int64_t c = 0; c < channels; c++) {
+        double a = 0.0, b = 0.0;
+        for (int t = 0; t < threads; t++) {
+            a += partial[(size_t)t * 2 * (size_t)channels + (size_t)c];
+            b += partial[(size_t)t * 2 * (size_t)channels + (size_t)channels + (size_t)c];
+        }
+        first[c] = a;
+        second[c] = b;
+    }
+    free(partial);
+}
+
 static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const float *x)
 {
     const int64_t rows = shape.n * shape.s, channels = shape.c;
@@ -191,10 +217,10 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
         for (int64_t c = 0; c < channels; c++) mean[c] = m2[c] = 0.0;
         return SBN_OK;
     }
-    const int threads = (int)(rows < omp_get_max_threads() ? rows : omp_get_max_threads());
-    double *partial = calloc((size_t)threads * 2 * (size_t)channels, sizeof *partial);
-    if (!partial && channels > 0)
-        return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", threads, (long long)channels);
+    double *partial;
+    int threads;
+    sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
+    if (st != SBN_OK) return st;
     const float *shift = x; /* row 0 */
 #pragma omp parallel num_threads(threads)
     {
@@ -212,16 +238,12 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
             }
         }
     }
+    row_partials_sum(mean, m2, partial, threads, channels); /* s1 in mean, s2 in m2 */
     for (int64_t c = 0; c < channels; c++) {
-        double s1 = 0.0, s2 = 0.0;
-        for (int t = 0; t < threads; t++) {
-            s1 += partial[(size_t)t * 2 * (size_t)channels + (size_t)c];
-            s2 += partial[(size_t)t * 2 * (size_t)channels + (size_t)channels + (size_t)c];
-        }
+        const double s1 = mean[c], s2 = m2[c];
         mean[c] = (double)shift[c] + s1 / (double)rows;
         m2[c] = nonnegative(s2 - s1 * (s1 / (double)rows));
     }
-    free(partial);
     return SBN_OK;
 }
 
@@ -246,10 +268,10 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
                                       const float *dy, const double *mean)
 {
     const int64_t rows = shape.n * shape.s, channels = shape.c;
-    const int threads = (int)(rows < 1 ? 1 : rows < omp_get_max_threads() ? rows : omp_get_max_threads());
-    double *partial = calloc((size_t)threads * 2 * (size_t)channels, sizeof *partial);
-    if (!partial && channels > 0)
-        return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", threads, (long long)channels);
+    double *partial;
+    int threads;
+    sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
+    if (st != SBN_OK) return st;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
@@ -265,16 +287,7 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
             }
         }
     }
-    for (int64_t c = 0; c < channels; c++) {
-        double a = 0.0, b = 0.0;
-        for (int t = 0; t < threads; t++) {
-            a += partial[(size_t)t * 2 * (size_t)channels + (size_t)c];
-            b += partial[(size_t)t * 2 * (size_t)channels + (size_t)channels + (size_t)c];
-        }
-        sum_dy[c] = a;
-        sum_dy_xmu[c] = b;
-    }
-    free(partial);
+    row_partials_sum(sum_dy, sum_dy_xmu, partial, threads, channels);
     return SBN_OK;
 }
 
