@@ -6,10 +6,12 @@
  *   training backward:              read x, dy + write dx = 3 * X
  * The one-pass bound is a plain loop that moves exactly those bytes (a copy
  * for forward, dx = x + dy for backward): the physical limit on this machine.
- * oneDNN runs in the same layout and in its blocked nChw16c layout.
+ * oneDNN runs in the same layout and in its blocked nChw16c layout. PyTorch's
+ * times come from bench/bn_torch.py run just before (--torch FILE).
  *
- * Usage: bench_bn [--quick] [--rounds R] [--threads T,...]
+ * Usage: bench_bn [--quick] [--rounds R] [--threads T,...] [--torch FILE]
  */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -138,6 +140,50 @@ static void onednn_destroy(onednn_bn *b)
     for (int k = 0; k < 4; k++) free(b->buffers[k]);
 }
 
+/* ---------- PyTorch's times, read from bench/bn_torch.py's JSON lines ---------- */
+typedef struct torch_time { int64_t n, c, h, w; int nhwc, threads, pass; double seconds; } torch_time;
+static torch_time torch_times[512];
+static int torch_time_count;
+
+static void load_torch_times(const char *path)
+{
+    static const char *const passes[3] = {"fwd-train", "bwd-train", "fwd-eval"};
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "bench_bn: cannot read %s; no PyTorch column\n", path);
+        return;
+    }
+    char line[1024];
+    while (fgets(line, sizeof line, f) && torch_time_count < 512) {
+        cJSON *json = cJSON_Parse(line);
+        if (!json) continue;
+        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(json, "shape");
+        torch_time *t = &torch_times[torch_time_count];
+        t->n = cJSON_GetArrayItem(shape, 0)->valueint, t->c = cJSON_GetArrayItem(shape, 1)->valueint;
+        t->h = cJSON_GetArrayItem(shape, 2)->valueint, t->w = cJSON_GetArrayItem(shape, 3)->valueint;
+        t->nhwc = strcmp(cJSON_GetObjectItemCaseSensitive(json, "layout")->valuestring, "NHWC") == 0;
+        t->threads = cJSON_GetObjectItemCaseSensitive(json, "threads")->valueint;
+        t->pass = -1;
+        for (int k = 0; k < 3; k++)
+            if (strcmp(cJSON_GetObjectItemCaseSensitive(json, "pass")->valuestring, passes[k]) == 0) t->pass = k;
+        t->seconds = cJSON_GetObjectItemCaseSensitive(json, "seconds")->valuedouble;
+        torch_time_count++;
+        cJSON_Delete(json);
+    }
+    fclose(f);
+}
+
+static double torch_seconds(bench_shape s, sbn_layout layout, int threads, int pass)
+{
+    for (int k = 0; k < torch_time_count; k++) {
+        const torch_time *t = &torch_times[k];
+        if (t->n == s.n && t->c == s.c && t->h == s.h && t->w == s.w && t->nhwc == (layout == SBN_NSC) &&
+            t->threads == threads && t->pass == pass)
+            return t->seconds;
+    }
+    return NAN;
+}
+
 /* ---------- one row of the table ---------- */
 enum { OURS, BOUND, DNNL_SAME, DNNL_BLOCKED, CONTENDERS };
 static const char *const pass_names[3] = {"fwd-train", "bwd-train", "fwd-eval"};
@@ -198,11 +244,12 @@ static void bench_row(dnnl_engine_t engine, dnnl_stream_t stream, bench_shape s,
             median[contender] = times[contender * rounds + rounds / 2];
         }
         const double best_dnnl = fmin(r.dnnl[0].ok ? best[DNNL_SAME] : INFINITY, r.dnnl[1].ok ? best[DNNL_BLOCKED] : INFINITY);
-        printf("| (%lld,%lld,%lld,%lld) | %s | %d | %s | %.3f | %.3f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n",
+        const double torch = torch_seconds(s, layout, threads, pass);
+        printf("| (%lld,%lld,%lld,%lld) | %s | %d | %s | %.3f | %.3f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.2f |\n",
                (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w, layout == SBN_NCS ? "NCHW" : "NHWC",
                threads, pass_names[pass], best[OURS] * 1e3, median[OURS] * 1e3, bytes / best[OURS] * 1e-9,
                bytes / best[BOUND] * 1e-9, best[BOUND] / best[OURS], bytes / best[DNNL_SAME] * 1e-9,
-               bytes / best[DNNL_BLOCKED] * 1e-9, best_dnnl / best[OURS]);
+               bytes / best[DNNL_BLOCKED] * 1e-9, best_dnnl / best[OURS], bytes / torch * 1e-9, torch / best[OURS]);
         fflush(stdout);
         free(times);
     }
@@ -217,15 +264,17 @@ int main(int argc, char **argv)
     int thread_list[4] = {1, 2}, thread_count = 2;
     static const struct option long_options[] = {
         {"quick", no_argument, NULL, 'q'}, {"rounds", required_argument, NULL, 'r'},
-        {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "qr:t:h", long_options, NULL)) != -1;) {
+        {"threads", required_argument, NULL, 't'}, {"torch", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:h", long_options, NULL)) != -1;) {
         if (opt == 'q') quick = 1, rounds = 3;
+        else if (opt == 'T') load_torch_times(optarg);
         else if (opt == 'r') rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
         else if (opt == 't') {
             thread_count = 0;
             for (char *t = strtok(optarg, ","); t && thread_count < 4; t = strtok(NULL, ",")) thread_list[thread_count++] = atoi(t);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--torch FILE]\n", argv[0]);
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -238,8 +287,9 @@ int main(int argc, char **argv)
     dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
     printf("syncbn BN benchmark: best of %d rounds, contenders interleaved; GB/s on minimum bytes\n", rounds);
     printf("| shape | layout | threads | pass | syncbn ms (best) | ms (median) | syncbn GB/s | bound GB/s | "
-           "syncbn/bound | oneDNN same GB/s | oneDNN nChw16c GB/s | syncbn/best oneDNN |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "syncbn/bound | oneDNN same GB/s | oneDNN nChw16c GB/s | syncbn/best oneDNN | PyTorch GB/s | "
+           "syncbn/PyTorch |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     const bench_shape *list = quick ? quick_shapes : shapes;
     const size_t list_size = quick ? 2 : sizeof shapes / sizeof shapes[0];
     for (size_t i = 0; i < list_size; i++)

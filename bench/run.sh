@@ -7,8 +7,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 oversubscribe=""
 if mpiexec --version 2>&1 | grep -qE "Open MPI|OpenRTE"; then oversubscribe=--oversubscribe; fi
 
-echo "## BN kernels (bench_bn)"
-"$build/bench/bench_bn"
+echo "## BN kernels (bench_bn, with PyTorch's times from bench/bn_torch.py when PyTorch is installed)"
+torch_times=""
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  torch_times=$(mktemp)
+  /usr/bin/python3 bench/bn_torch.py > "$torch_times"
+fi
+"$build/bench/bench_bn" ${torch_times:+--torch "$torch_times"}
 
 echo
 echo "## SyncBN vs plain BN, one layer, training forward+backward (bench_syncbn)"
