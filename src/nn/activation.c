@@ -18,6 +18,50 @@ void sbn_relu_backward(float *dx, const float *dy, const float *y, int64_t count
     for (int64_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+/* PyTorch's rule: a value replaces the running maximum if it is greater or
+ * NaN, so the first maximum wins and NaN propagates. */
+static void take_if_greater(float value, int64_t at, float *best, int64_t *best_at)
+{
+    if (value > *best || isnan(value)) *best = value, *best_at = at;
+}
+
+/* The common case, kernel 2 stride 2, without the general loop's index work. */
+static void maxpool_2x2_plane(float *y, int32_t *argmax, const float *in, int64_t h, int64_t w)
+{
+    const int64_t ho = h / 2, wo = w / 2;
+    for (int64_t i = 0; i < ho; i++) {
+        const float *top = in + 2 * i * w, *bottom = top + w;
+        for (int64_t j = 0; j < wo; j++) {
+            const int64_t at = 2 * i * w + 2 * j;
+            float best = top[2 * j];
+            int64_t best_at = at;
+            take_if_greater(top[2 * j + 1], at + 1, &best, &best_at);
+            take_if_greater(bottom[2 * j], at + w, &best, &best_at);
+            take_if_greater(bottom[2 * j + 1], at + w + 1, &best, &best_at);
+            y[i * wo + j] = best;
+            argmax[i * wo + j] = (int32_t)best_at;
+        }
+    }
+}
+
+static void maxpool_plane(float *y, int32_t *argmax, const float *in, int64_t h, int64_t w, int64_t kernel,
+                          int64_t stride)
+{
+    const int64_t ho = (h - kernel) / stride + 1, wo = (w - kernel) / stride + 1;
+    for (int64_t i = 0; i < ho; i++)
+        for (int64_t j = 0; j < wo; j++) {
+            int64_t best_at = i * stride * w + j * stride;
+            float best = in[best_at];
+            for (int64_t a = 0; a < kernel; a++)
+                for (int64_t b = 0; b < kernel; b++) {
+                    const int64_t at = (i * stride + a) * w + j * stride + b;
+                    if (at != best_at) take_if_greater(in[at], at, &best, &best_at);
+                }
+            y[i * wo + j] = best;
+            argmax[i * wo + j] = (int32_t)best_at;
+        }
+}
+
 sbn_status sbn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t n, int64_t c, int64_t h,
                                  int64_t w, int64_t kernel, int64_t stride)
 {
@@ -27,19 +71,10 @@ sbn_status sbn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int6
     const int64_t ho = (h - kernel) / stride + 1, wo = (w - kernel) / stride + 1;
 #pragma omp parallel for schedule(static)
     for (int64_t plane = 0; plane < n * c; plane++) {
-        const float *in = x + plane * h * w;
-        for (int64_t i = 0; i < ho; i++)
-            for (int64_t j = 0; j < wo; j++) {
-                /* First maximum wins, NaN propagates, as PyTorch. */
-                int64_t best = i * stride * w + j * stride;
-                for (int64_t a = 0; a < kernel; a++)
-                    for (int64_t b = 0; b < kernel; b++) {
-                        const int64_t at = (i * stride + a) * w + j * stride + b;
-                        if (in[at] > in[best] || isnan(in[at])) best = isnan(in[best]) ? best : at;
-                    }
-                y[(plane * ho + i) * wo + j] = in[best];
-                argmax[(plane * ho + i) * wo + j] = (int32_t)best;
-            }
+        float *out = y + plane * ho * wo;
+        int32_t *index = argmax + plane * ho * wo;
+        if (kernel == 2 && stride == 2) maxpool_2x2_plane(out, index, x + plane * h * w, h, w);
+        else maxpool_plane(out, index, x + plane * h * w, h, w, kernel, stride);
     }
     return SBN_OK;
 }

@@ -47,8 +47,20 @@ static sbn_status check_dims(sbn_conv2d_dims d)
     return SBN_OK;
 }
 
+/* Output columns [*first, *last) of a cols row whose input column
+ * j = oj*stride - padding + kj falls inside [0, width). */
+static void inside_columns(int64_t kj, int64_t width, int64_t wo, int64_t stride, int64_t padding, int64_t *first,
+                           int64_t *last)
+{
+    int64_t lo = 0, hi = wo;
+    while (lo < wo && lo * stride - padding + kj < 0) lo++;
+    while (hi > lo && (hi - 1) * stride - padding + kj >= width) hi--;
+    *first = lo, *last = hi;
+}
+
 /* For each sample (in parallel: samples touch disjoint x planes), each cols
- * row and output pixel: gather x into cols, or scatter-add cols into dx. */
+ * row and output row: gather x into cols (padding as 0), or scatter-add cols
+ * into dx. Only the columns inside the image are touched per row. */
 static void im2col_walk(float *cols, float *dx, const float *x, sbn_conv2d_dims d)
 {
     const int64_t ho = sbn_conv2d_out_size(d.height, d.kernel, d.stride, d.padding);
@@ -59,15 +71,19 @@ static void im2col_walk(float *cols, float *dx, const float *x, sbn_conv2d_dims 
         for (int64_t r = 0; r < rows; r++) {
             const int64_t c = r / (d.kernel * d.kernel), ki = (r / d.kernel) % d.kernel, kj = r % d.kernel;
             const int64_t plane = (sample * d.in_channels + c) * d.height * d.width;
+            int64_t first, last;
+            inside_columns(kj, d.width, wo, d.stride, d.padding, &first, &last);
             for (int64_t oi = 0; oi < ho; oi++) {
                 const int64_t i = oi * d.stride - d.padding + ki;
                 float *col = cols + r * columns + (sample * ho + oi) * wo;
                 const int row_inside = i >= 0 && i < d.height;
-                for (int64_t oj = 0; oj < wo; oj++) {
-                    const int64_t j = oj * d.stride - d.padding + kj;
-                    const int inside = row_inside && j >= 0 && j < d.width;
-                    if (x) col[oj] = inside ? x[plane + i * d.width + j] : 0.0f;
-                    else if (inside) dx[plane + i * d.width + j] += col[oj];
+                const int64_t base = plane + i * d.width - d.padding + kj; /* input index of oj = 0 */
+                if (x) {
+                    for (int64_t oj = 0; oj < wo; oj++) col[oj] = 0.0f;
+                    if (!row_inside) continue;
+                    for (int64_t oj = first; oj < last; oj++) col[oj] = x[base + oj * d.stride];
+                } else if (row_inside) {
+                    for (int64_t oj = first; oj < last; oj++) dx[base + oj * d.stride] += col[oj];
                 }
             }
         }
