@@ -1,5 +1,5 @@
-/* A complete SyncBN program: each of P ranks holds 8/P... of a global batch of
- * 8 samples x 3 channels x 4x4 pixels, and SyncBN normalizes it as one batch.
+/* A complete SyncBN program: P ranks share a global batch of 8 samples x
+ * 3 channels x 4x4 pixels (uneven shares are fine), and SyncBN normalizes it as one batch.
  *
  *   mpicc syncbn_example.c $(pkg-config --cflags --libs syncbn) -o syncbn_example
  *   mpiexec -n 4 ./syncbn_example
