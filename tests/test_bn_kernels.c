@@ -14,80 +14,7 @@
 
 #include "support/support.h"
 
-typedef struct run_result { float *y, *dx, *running_mean, *running_var, *grad_weight, *grad_bias; } run_result;
-
 static float *alloc_floats(int64_t count) { return calloc((size_t)(count > 0 ? count : 1), sizeof(float)); }
-
-static void free_result(run_result *r)
-{
-    free(r->y), free(r->dx), free(r->running_mean), free(r->running_var), free(r->grad_weight), free(r->grad_bias);
-}
-
-/* One training step (forward + backward) of the layer on NCS data given in
- * the requested layout; outputs returned in NCS order. */
-static run_result run_layer(int64_t n, int64_t c, int64_t s, sbn_layout layout, const float *x_ncs,
-                            const float *dy_ncs, const float *weight, const float *bias, bool training)
-{
-    const int64_t count = n * c * s;
-    run_result r = {alloc_floats(count), alloc_floats(count), alloc_floats(c), alloc_floats(c),
-                    alloc_floats(c), alloc_floats(c)};
-    float *x = alloc_floats(count), *dy = alloc_floats(count), *y = alloc_floats(count), *dx = alloc_floats(count);
-    if (layout == SBN_NSC) {
-        test_ncs_to_nsc(x, x_ncs, n, c, s);
-        test_ncs_to_nsc(dy, dy_ncs, n, c, s);
-    } else {
-        memcpy(x, x_ncs, (size_t)count * sizeof *x);
-        memcpy(dy, dy_ncs, (size_t)count * sizeof *dy);
-    }
-    sbn_bn *bn;
-    assert_int_equal(sbn_bn_create(c, NULL, NULL, &bn), SBN_OK);
-    memcpy(sbn_bn_weight(bn), weight, (size_t)c * sizeof *weight);
-    memcpy(sbn_bn_bias(bn), bias, (size_t)c * sizeof *bias);
-    sbn_shape shape = {n, c, s, layout};
-    assert_int_equal(sbn_bn_forward(bn, shape, x, y, training), SBN_OK);
-    assert_int_equal(sbn_bn_backward(bn, shape, x, dy, dx), SBN_OK);
-    if (layout == SBN_NSC) {
-        test_nsc_to_ncs(r.y, y, n, c, s);
-        test_nsc_to_ncs(r.dx, dx, n, c, s);
-    } else {
-        memcpy(r.y, y, (size_t)count * sizeof *y);
-        memcpy(r.dx, dx, (size_t)count * sizeof *dx);
-    }
-    memcpy(r.running_mean, sbn_bn_running_mean(bn), (size_t)c * sizeof(float));
-    memcpy(r.running_var, sbn_bn_running_var(bn), (size_t)c * sizeof(float));
-    memcpy(r.grad_weight, sbn_bn_grad_weight(bn), (size_t)c * sizeof(float));
-    memcpy(r.grad_bias, sbn_bn_grad_bias(bn), (size_t)c * sizeof(float));
-    sbn_bn_destroy(bn);
-    free(x), free(dy), free(y), free(dx);
-    return r;
-}
-
-/* Compares a layer step with the float64 reference; atol scales with the
- * size of the outputs. Returns mismatches. */
-static int64_t check_against_reference(int64_t n, int64_t c, int64_t s, sbn_layout layout, const float *x,
-                                       const float *dy, const float *weight, const float *bias, double tolerance)
-{
-    const int64_t count = n * c * s;
-    reference_bn ref;
-    reference_bn_init(&ref, c, sbn_bn_defaults());
-    for (int64_t k = 0; k < c; k++) ref.weight[k] = weight[k], ref.bias[k] = bias[k];
-    double *y = calloc((size_t)count + 1, sizeof *y), *dx = calloc((size_t)count + 1, sizeof *dx);
-    reference_bn_forward(&ref, n, s, x, y, true);
-    reference_bn_backward(&ref, n, s, x, dy, dx);
-    run_result r = run_layer(n, c, s, layout, x, dy, weight, bias, true);
-    int64_t bad = test_count_mismatches("y", r.y, y, count, tolerance, tolerance);
-    bad += test_count_mismatches("dx", r.dx, dx, count, tolerance, tolerance);
-    bad += test_count_mismatches("running_mean", r.running_mean, ref.running_mean, c, tolerance, tolerance);
-    bad += test_count_mismatches("running_var", r.running_var, ref.running_var, c, tolerance, tolerance);
-    bad += test_count_mismatches("grad_weight", r.grad_weight, ref.grad_weight, c, tolerance * sqrt((double)(n * s)),
-                                 tolerance);
-    bad += test_count_mismatches("grad_bias", r.grad_bias, ref.grad_bias, c, tolerance * sqrt((double)(n * s)),
-                                 tolerance);
-    free_result(&r);
-    free(y), free(dx);
-    reference_bn_free(&ref);
-    return bad;
-}
 
 typedef struct test_shape { int64_t n, c, s; } test_shape;
 
@@ -116,7 +43,7 @@ static int64_t sweep_all(double mean, double spread, double tolerance)
         for (int threads = 1; threads <= 2; threads++) {
             omp_set_num_threads(threads);
             for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-                const int64_t shape_bad = check_against_reference(t.n, t.c, t.s, layout, x, dy, w, b, tolerance);
+                const int64_t shape_bad = test_layer_against_reference(t.n, t.c, t.s, layout, x, dy, w, b, tolerance);
                 if (shape_bad)
                     fprintf(stderr, "shape (%lld,%lld,%lld) layout %d threads %d: %lld mismatches\n", (long long)t.n,
                             (long long)t.c, (long long)t.s, layout, threads, (long long)shape_bad);
@@ -162,13 +89,13 @@ static void test_constant_channel_gives_bias(void **state)
         for (int64_t j = 0; j < s; j++) x[(i * c + 1) * s + j] = 1234.567f;
     const float weight[3] = {1.5f, 2.0f, 0.5f}, bias[3] = {0.25f, -3.0f, 1.0f};
     for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-        run_result r = run_layer(n, c, s, layout, x, dy, weight, bias, true);
+        test_layer_result r = test_layer_steps(n, c, s, layout, x, dy, weight, bias);
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < s; j++) assert_true(r.y[(i * c + 1) * s + j] == bias[1]);
         assert_true(r.running_mean[1] == 0.9f * 0.0f + 0.1f * 1234.567f);
-        free_result(&r);
+        test_layer_result_free(&r);
     }
-    assert_int_equal(check_against_reference(n, c, s, SBN_NCS, x, dy, weight, bias, 2e-6), 0);
+    assert_int_equal(test_layer_against_reference(n, c, s, SBN_NCS, x, dy, weight, bias, 2e-6), 0);
     free(x), free(dy);
 }
 
@@ -184,7 +111,7 @@ static void test_nan_stays_in_its_channel(void **state)
     x[(2 * c + 2) * s + 3] = NAN;
     const float weight[3] = {1, 1, 1}, bias[3] = {0, 0, 0};
     for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-        run_result r = run_layer(n, c, s, layout, x, dy, weight, bias, true);
+        test_layer_result r = test_layer_steps(n, c, s, layout, x, dy, weight, bias);
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < s; j++) {
                 assert_true(isnan(r.y[(i * c + 2) * s + j]));
@@ -192,7 +119,7 @@ static void test_nan_stays_in_its_channel(void **state)
             }
         assert_true(isnan(r.running_mean[2]) && isnan(r.running_var[2]));
         assert_true(isfinite(r.running_mean[0]) && isfinite(r.running_var[1]));
-        free_result(&r);
+        test_layer_result_free(&r);
     }
     free(x), free(dy);
 }
@@ -209,19 +136,19 @@ static void test_threads_and_layouts_agree(void **state)
     float w[12], b[12];
     for (int k = 0; k < 12; k++) w[k] = 1.0f + 0.1f * (float)k, b[k] = 0.5f * (float)k;
     omp_set_num_threads(1);
-    run_result base = run_layer(n, c, s, SBN_NCS, x, dy, w, b, true);
+    test_layer_result base = test_layer_steps(n, c, s, SBN_NCS, x, dy, w, b);
     for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-            run_result r = run_layer(n, c, s, layout, x, dy, w, b, true);
+            test_layer_result r = test_layer_steps(n, c, s, layout, x, dy, w, b);
             assert_int_equal(test_count_mismatches_float("y", r.y, base.y, count, 1e-6, 1e-6), 0);
             assert_int_equal(test_count_mismatches_float("dx", r.dx, base.dx, count, 1e-6, 1e-6), 0);
             assert_int_equal(test_count_mismatches_float("rv", r.running_var, base.running_var, c, 1e-6, 1e-6), 0);
-            free_result(&r);
+            test_layer_result_free(&r);
         }
     }
     omp_set_num_threads(2);
-    free_result(&base);
+    test_layer_result_free(&base);
     free(x), free(dy);
 }
 
@@ -265,13 +192,49 @@ static void test_kernels_directly(void **state)
     free(x), free(dy), free(split), free(fused);
 }
 
+/* Empty tensors (s == 0 or c == 0) with a huge n: nothing to read, so every
+ * kernel and the layer return at once (they used to loop over n or n*s
+ * empty blocks: minutes for n = 2^30, forever for 2^50). */
+static void test_empty_tensors_return_at_once(void **state)
+{
+    (void)state;
+    const int64_t huge = (int64_t)1 << 50;
+    float x[1] = {0}, y[1] = {0};
+    double mean[3] = {9, 9, 9}, m2[3] = {9, 9, 9}, invstd[3] = {1, 1, 1};
+    for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
+        const sbn_shape no_values = {huge, 3, 0, layout}, no_channels = {huge, 0, 1, layout};
+        assert_int_equal(sbn_kernel_channel_stats(mean, m2, no_values, x), SBN_OK);
+        assert_true(mean[0] == 0.0 && m2[2] == 0.0);
+        assert_int_equal(sbn_kernel_channel_stats(mean, m2, no_channels, x), SBN_OK);
+        assert_int_equal(sbn_kernel_normalize(y, no_values, x, mean, invstd, NULL, NULL), SBN_OK);
+        assert_int_equal(sbn_kernel_normalize(y, no_channels, x, mean, invstd, NULL, NULL), SBN_OK);
+        assert_int_equal(sbn_kernel_forward_train(y, mean, m2, invstd, no_channels, x, NULL, NULL, 1e-5), SBN_OK);
+        mean[1] = m2[1] = 9;
+        assert_int_equal(sbn_kernel_backward_reduce(mean, m2, no_values, x, x, invstd), SBN_OK);
+        assert_true(mean[1] == 0.0 && m2[1] == 0.0);
+        assert_int_equal(sbn_kernel_backward_apply(y, no_values, x, x, mean, invstd, NULL, NULL, NULL), SBN_OK);
+        assert_int_equal(sbn_kernel_backward_apply(y, no_channels, x, x, mean, invstd, NULL, mean, m2), SBN_OK);
+        assert_int_equal(sbn_kernel_backward_train(y, mean, m2, no_channels, x, x, mean, invstd, NULL), SBN_OK);
+        /* The layer in eval mode (running statistics) does the same. */
+        sbn_bn *bn;
+        assert_int_equal(sbn_bn_create(3, NULL, NULL, &bn), SBN_OK);
+        assert_int_equal(sbn_bn_forward(bn, no_values, x, y, false), SBN_OK);
+        assert_int_equal(sbn_bn_backward(bn, no_values, x, x, y), SBN_OK);
+        assert_int_equal(sbn_bn_forward(bn, no_values, x, y, true), SBN_ERR_BATCH);
+        sbn_bn_destroy(bn);
+    }
+    /* n*s must fit even when c == 0. */
+    assert_int_equal(sbn_kernel_normalize(y, (sbn_shape){huge, 0, huge, SBN_NCS}, x, mean, invstd, NULL, NULL),
+                     SBN_ERR_SHAPE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sweep_matches_reference), cmocka_unit_test(test_offset_inputs),
         cmocka_unit_test(test_huge_values),             cmocka_unit_test(test_constant_channel_gives_bias),
         cmocka_unit_test(test_nan_stays_in_its_channel), cmocka_unit_test(test_threads_and_layouts_agree),
-        cmocka_unit_test(test_kernels_directly),
+        cmocka_unit_test(test_kernels_directly),        cmocka_unit_test(test_empty_tensors_return_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

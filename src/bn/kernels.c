@@ -177,25 +177,31 @@ static void ncs_channel_backward_apply(float *dx, sbn_shape shape, const float *
 
 /* ---------- channels-last: rows of c values ---------- */
 
-/* Rows [first, last) of thread `thread` out of `threads`, in order. */
-static void thread_rows(int64_t rows, int thread, int threads, int64_t *first, int64_t *last)
+/* Rows [first, last) of the calling thread, in order. The split uses the
+ * threads OpenMP actually granted to the enclosing region, which may be
+ * fewer than asked for (nested regions, OMP_THREAD_LIMIT, OMP_DYNAMIC):
+ * splitting by the number requested would silently skip rows. */
+static void my_rows(int64_t rows, int64_t *first, int64_t *last)
 {
+    const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
     *first = rows * thread / threads;
     *last = rows * (thread + 1) / threads;
 }
 
-/* Two per-channel partial sums for each of `threads` threads, zeroed:
- * thread t's pair starts at t * 2 * channels. */
+/* Two per-channel partial sums for each of at most `*threads` threads,
+ * zeroed: thread t's pair starts at t * 2 * channels. */
 static sbn_status row_partials_alloc(double **partial, int64_t rows, int64_t channels, int *threads)
 {
-    *threads = (int)(rows < 1 ? 1 : rows < omp_get_max_threads() ? rows : omp_get_max_threads());
+    const int available = omp_get_max_threads();
+    *threads = (int)(rows < 1 ? 1 : rows < available ? rows : available);
     *partial = calloc((size_t)*threads * 2 * (size_t)(channels > 0 ? channels : 1), sizeof **partial);
     if (!*partial)
         return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", *threads, (long long)channels);
     return SBN_OK;
 }
 
-/* first[c], second[c] = the threads' partial sums added in thread order, then frees them. */
+/* first[c], second[c] = the partial sums of the `threads` threads that ran,
+ * added in thread order; then frees them. */
 static void row_partials_sum(double *first, double *second, double *partial, int threads, int64_t channels)
 {
     for (int64_t c = 0; c < channels; c++) {
@@ -222,12 +228,14 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
     sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
     if (st != SBN_OK) return st;
     const float *shift = x; /* row 0 */
+    int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
+        if (t == 0) granted = omp_get_num_threads();
         double *s1 = partial + (size_t)t * 2 * (size_t)channels, *s2 = s1 + channels;
         int64_t first, last;
-        thread_rows(rows, t, threads, &first, &last);
+        my_rows(rows, &first, &last);
         for (int64_t r = first; r < last; r++) {
             const float *row = x + r * channels;
 #pragma omp simd
@@ -238,7 +246,7 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
             }
         }
     }
-    row_partials_sum(mean, m2, partial, threads, channels); /* s1 in mean, s2 in m2 */
+    row_partials_sum(mean, m2, partial, granted, channels); /* s1 in mean, s2 in m2 */
     for (int64_t c = 0; c < channels; c++) {
         const double s1 = mean[c], s2 = m2[c];
         mean[c] = (double)shift[c] + s1 / (double)rows;
@@ -272,12 +280,14 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
     int threads;
     sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
     if (st != SBN_OK) return st;
+    int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
+        if (t == 0) granted = omp_get_num_threads();
         double *a = partial + (size_t)t * 2 * (size_t)channels, *b = a + channels;
         int64_t first, last;
-        thread_rows(rows, t, threads, &first, &last);
+        my_rows(rows, &first, &last);
         for (int64_t r = first; r < last; r++) {
             const float *xr = x + r * channels, *gr = dy + r * channels;
 #pragma omp simd
@@ -287,7 +297,7 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
             }
         }
     }
-    row_partials_sum(sum_dy, sum_dy_xmu, partial, threads, channels);
+    row_partials_sum(sum_dy, sum_dy_xmu, partial, granted, channels);
     return SBN_OK;
 }
 
@@ -372,11 +382,24 @@ static sbn_status nsc_gradient(float *dx, sbn_shape shape, const float *x, const
 
 /* ---------- public kernels ---------- */
 
+/* An empty tensor (n, c or s zero) has nothing to read or write, however
+ * large its other sizes: zero the per-channel outputs and return at once
+ * rather than loop over n or n*s empty rows. */
+static void zero_channels(double *first, double *second, int64_t channels)
+{
+    for (int64_t c = 0; c < channels; c++) first[c] = second[c] = 0.0;
+}
+
 sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x)
 {
-    sbn_status st = sbn_shape_check(shape, NULL);
+    int64_t elements;
+    sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(mean, "mean", m2, "m2", x, "x");
     if (st != SBN_OK) return st;
+    if (elements == 0) {
+        zero_channels(mean, m2, shape.c);
+        return SBN_OK;
+    }
     if (is_rows_of_channels(shape)) return nsc_stats(mean, m2, shape, x);
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
@@ -387,10 +410,11 @@ sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, c
 sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const double *mean,
                                 const double *invstd, const float *weight, const float *bias)
 {
-    sbn_status st = sbn_shape_check(shape, NULL);
+    int64_t elements;
+    sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(y, "y", x, "x", mean, "mean");
     if (st == SBN_OK) st = check_pointers(invstd, "invstd", x, "x", x, "x");
-    if (st != SBN_OK) return st;
+    if (st != SBN_OK || elements == 0) return st;
     if (is_rows_of_channels(shape)) return nsc_normalize(y, shape, x, mean, invstd, weight, bias);
     /* No statistics to keep in cache here: stream the (sample, channel)
      * planes in memory order (measured 1.2-1.4x faster than channel order). */
@@ -419,6 +443,7 @@ sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *
     const int64_t count = shape.n * shape.s;
     if (count < 1 && shape.c > 0)
         return sbn_fail(SBN_ERR_BATCH, "training forward needs at least 1 value per channel, got n*s = 0");
+    if (elements == 0) return SBN_OK; /* no channels */
     if (is_rows_of_channels(shape)) {
         if ((st = nsc_stats(mean, m2, shape, x)) != SBN_OK) return st;
         for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
@@ -436,10 +461,15 @@ sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *
 sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
                                       const float *dy, const double *mean)
 {
-    sbn_status st = sbn_shape_check(shape, NULL);
+    int64_t elements;
+    sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(sum_dy, "sum_dy", sum_dy_xmu, "sum_dy_xmu", x, "x");
     if (st == SBN_OK) st = check_pointers(dy, "dy", mean, "mean", x, "x");
     if (st != SBN_OK) return st;
+    if (elements == 0) {
+        zero_channels(sum_dy, sum_dy_xmu, shape.c);
+        return SBN_OK;
+    }
     if (is_rows_of_channels(shape)) return nsc_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < shape.c; c++)
@@ -451,12 +481,13 @@ sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x,
                                      const double *mean, const double *invstd, const float *weight,
                                      const double *mean_dy, const double *mean_dy_xmu)
 {
-    sbn_status st = sbn_shape_check(shape, NULL);
+    int64_t elements;
+    sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(dx, "dx", x, "x", dy, "dy");
     if (st == SBN_OK) st = check_pointers(mean, "mean", invstd, "invstd", x, "x");
     if (st == SBN_OK && (mean_dy == NULL) != (mean_dy_xmu == NULL))
         st = sbn_fail(SBN_ERR_ARG, "mean_dy and mean_dy_xmu must be both NULL or both set");
-    if (st != SBN_OK) return st;
+    if (st != SBN_OK || elements == 0) return st;
     if (is_rows_of_channels(shape))
         return nsc_gradient(dx, shape, x, dy, mean, invstd, weight, mean_dy, mean_dy_xmu);
     /* As in normalize: stream the planes in memory order. */
@@ -475,13 +506,15 @@ sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_x
                                      const float *x, const float *dy, const double *mean,
                                      const double *invstd, const float *weight)
 {
-    sbn_status st = sbn_shape_check(shape, NULL);
+    int64_t elements;
+    sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(sum_dy, "sum_dy", sum_dy_xmu, "sum_dy_xmu", x, "x");
     if (st == SBN_OK) st = check_pointers(dy, "dy", mean, "mean", invstd, "invstd");
     if (st != SBN_OK) return st;
     const int64_t count = shape.n * shape.s;
     if (count < 1 && shape.c > 0)
         return sbn_fail(SBN_ERR_BATCH, "training backward needs at least 1 value per channel, got n*s = 0");
+    if (elements == 0) return SBN_OK; /* no channels */
     if (is_rows_of_channels(shape) || !dx) {
         if ((st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean)) != SBN_OK || !dx) return st;
         double *means = malloc(2 * (size_t)shape.c * sizeof *means + 1);

@@ -13,10 +13,11 @@ sbn_status sbn_shape_check(sbn_shape shape, int64_t *elements)
     if (shape.n < 0 || shape.c < 0 || shape.s < 0)
         return sbn_fail(SBN_ERR_SHAPE, "negative size in shape (n=%lld, c=%lld, s=%lld)",
                         (long long)shape.n, (long long)shape.c, (long long)shape.s);
-    int64_t count = 0;
-    /* Bytes, not just elements, must fit: a float tensor of count elements is 4*count bytes. */
+    int64_t count = 0, values_per_channel = 0;
+    /* Bytes, not just elements, must fit: a float tensor of count elements is
+     * 4*count bytes. n*s (values per channel) must fit too, even when c == 0. */
     if (__builtin_mul_overflow(shape.n, shape.c, &count) || __builtin_mul_overflow(count, shape.s, &count) ||
-        count > (int64_t)(PTRDIFF_MAX / 8))
+        __builtin_mul_overflow(shape.n, shape.s, &values_per_channel) || count > (int64_t)(PTRDIFF_MAX / 8))
         return sbn_fail(SBN_ERR_SHAPE, "shape (n=%lld, c=%lld, s=%lld) has more elements than fit in memory",
                         (long long)shape.n, (long long)shape.c, (long long)shape.s);
     if (elements)

@@ -42,6 +42,22 @@ void reference_bn_free(reference_bn *bn);
 void reference_bn_forward(reference_bn *bn, int64_t n, int64_t s, const float *x, double *y, bool training);
 void reference_bn_backward(reference_bn *bn, int64_t n, int64_t s, const float *x, const float *dy, double *dx);
 
+/* ---------- one layer against the reference (layer_check.c) ---------- */
+/* A training step then an eval step of a fresh plain BN layer (default
+ * options, the given weight and bias) on NCS data fed in `layout`; every
+ * output is returned in NCS order. status is the first failure, if any. */
+typedef struct test_layer_result {
+    float *y, *dx, *eval_y, *eval_dx, *running_mean, *running_var, *grad_weight, *grad_bias;
+    sbn_status status;
+} test_layer_result;
+test_layer_result test_layer_steps(int64_t n, int64_t c, int64_t s, sbn_layout layout, const float *x_ncs,
+                                   const float *dy_ncs, const float *weight, const float *bias);
+void test_layer_result_free(test_layer_result *r);
+/* Mismatches of every output of test_layer_steps against reference_bn
+ * (atol = rtol = tolerance; gradient sums scaled by sqrt(n*s)). */
+int64_t test_layer_against_reference(int64_t n, int64_t c, int64_t s, sbn_layout layout, const float *x,
+                                     const float *dy, const float *weight, const float *bias, double tolerance);
+
 /* The whole file as a NUL-terminated string (free it), or NULL. */
 char *test_read_file(const char *path);
 
