@@ -7,8 +7,10 @@
  * labels-idx1}-ubyte.gz (Debian package dataset-fashion-mnist).
  *
  * Every failure names the file and the problem: SBN_ERR_IO (missing,
- * unreadable, truncated), SBN_ERR_FORMAT (magic, type, dimensions, sizes,
- * labels out of range, images and labels of different counts).
+ * unreadable), SBN_ERR_FORMAT (magic, type, dimensions, sizes, truncated or
+ * corrupt data, labels out of range, images and labels of different counts).
+ * Headers are not trusted: a file may hold at most 2^32 values, and memory
+ * follows the data that actually arrives, never the size a header claims.
  */
 #ifndef SYNCBN_DATA_H
 #define SYNCBN_DATA_H

@@ -1,40 +1,57 @@
-/* IDX files through zlib (gzopen reads plain files as well), and the dataset. */
+/* IDX files through zlib (gzdopen reads plain files as well), and the dataset.
+ * What the reader checks before it allocates: src/data/idx.h. */
 #include <syncbn/data.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/error.h"
+#include "data/idx.h"
 
-enum { IDX_UNSIGNED_BYTE = 0x08, MAX_DIMENSIONS = 4 };
+enum { IDX_UNSIGNED_BYTE = 0x08, MAGIC_BYTES = 4, SIZE_BYTES = 4, MAX_READ = 1 << 30 };
 
-typedef struct idx_file {
-    int64_t dims[MAX_DIMENSIONS];
-    int dimensions;
-    uint8_t *values;
-    int64_t count;
-} idx_file;
-
-/* Reads exactly `bytes` or fails naming what was being read. */
-static sbn_status read_exactly(gzFile file, void *buffer, int64_t bytes, const char *path, const char *what)
+/* The status of a failed gzread: the system's errors are SBN_ERR_IO, a
+ * corrupt gzip stream SBN_ERR_FORMAT. */
+static sbn_status read_error(gzFile file, const char *name)
 {
-    uint8_t *at = buffer;
-    while (bytes > 0) {
-        const unsigned chunk = bytes > (1 << 30) ? (1u << 30) : (unsigned)bytes;
-        const int got = gzread(file, at, chunk);
-        if (got < 0) {
-            int code;
-            const char *message = gzerror(file, &code);
-            return sbn_fail(SBN_ERR_IO, "%s: cannot read %s: %s", path, what, message);
-        }
-        if (got == 0) return sbn_fail(SBN_ERR_IO, "%s: file is truncated (ends inside the %s)", path, what);
-        at += got;
-        bytes -= got;
+    int code;
+    const char *message = gzerror(file, &code);
+    const char *detail = strstr(message, ">: "); /* zlib prefixes "<fd:N>: " to its messages */
+    detail = strncmp(message, "<fd:", 4) == 0 && detail ? detail + 3 : message;
+    if (code == Z_ERRNO) return sbn_fail(SBN_ERR_IO, "%s: cannot read: %s", name, detail);
+    if (code == Z_MEM_ERROR) return sbn_fail(SBN_ERR_NOMEM, "%s: no memory to decompress", name);
+    return sbn_fail(SBN_ERR_FORMAT, "%s: corrupt gzip data: %s", name, detail);
+}
+
+/* Reads into buffer until `bytes` have arrived or the stream ends; *got says
+ * how many arrived. Fails only when reading fails. */
+static sbn_status read_up_to(gzFile file, uint8_t *buffer, int64_t bytes, int64_t *got, const char *name)
+{
+    *got = 0;
+    while (*got < bytes) {
+        const int64_t left = bytes - *got;
+        const int n = gzread(file, buffer + *got, (unsigned)(left > MAX_READ ? MAX_READ : left));
+        if (n < 0) return read_error(file, name);
+        if (n == 0) break;
+        *got += n;
     }
     return SBN_OK;
+}
+
+/* What the values come from, for messages about how much of them arrived. */
+static const char *source(gzFile file)
+{
+    int code;
+    if (gzdirect(file)) return "the file";
+    gzerror(file, &code);
+    return code == Z_BUF_ERROR ? "the gzip stream (cut short)" : "the gzip stream";
 }
 
 static uint32_t big_endian(const uint8_t b[4])
@@ -42,48 +59,156 @@ static uint32_t big_endian(const uint8_t b[4])
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
+/* Reads `count` values into a buffer that starts at `first_chunk` bytes and
+ * doubles as data arrives, capped at count: memory follows what the stream
+ * holds, not what its header claims. */
+static sbn_status read_values(uint8_t **values, gzFile file, int64_t count, int64_t first_chunk, const char *name,
+                              const char *dims_text)
+{
+    int64_t capacity = count < first_chunk ? count : first_chunk, arrived = 0;
+    uint8_t *buffer = malloc((size_t)capacity);
+    if (!buffer) return sbn_fail(SBN_ERR_NOMEM, "%s: no memory for %lld values", name, (long long)capacity);
+    sbn_status st = SBN_OK;
+    while (st == SBN_OK && arrived < count) {
+        if (arrived == capacity) {
+            const int64_t grown = capacity > count / 2 ? count : 2 * capacity;
+            uint8_t *bigger = realloc(buffer, (size_t)grown);
+            if (!bigger) {
+                st = sbn_fail(SBN_ERR_NOMEM, "%s: no memory for %lld values", name, (long long)grown);
+                break;
+            }
+            buffer = bigger, capacity = grown;
+        }
+        int64_t got;
+        st = read_up_to(file, buffer + arrived, capacity - arrived, &got, name);
+        arrived += got;
+        if (st == SBN_OK && arrived < capacity)
+            st = sbn_fail(SBN_ERR_FORMAT,
+                          "%s: truncated: the header claims %s = %lld bytes of values but %s holds only %lld", name,
+                          dims_text, (long long)count, source(file), (long long)arrived);
+    }
+    if (st != SBN_OK) {
+        free(buffer);
+        return st;
+    }
+    *values = buffer;
+    return SBN_OK;
+}
+
+/* The header: magic, dimension count and sizes, checked as described in idx.h.
+ * *header_bytes and dims_text (at least 64 chars) are set on success. */
+static sbn_status read_header(idx_file *out, gzFile file, const char *name, int want_dimensions,
+                              int64_t *header_bytes, char *dims_text)
+{
+    uint8_t magic[MAGIC_BYTES];
+    int64_t got;
+    sbn_status st = read_up_to(file, magic, MAGIC_BYTES, &got, name);
+    if (st != SBN_OK) return st;
+    if (got < MAGIC_BYTES)
+        return sbn_fail(SBN_ERR_FORMAT,
+                        "%s: truncated: %s ends after %lld bytes, inside the 4-byte IDX magic number", name,
+                        source(file), (long long)got);
+    if (magic[0] != 0 || magic[1] != 0)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: not an IDX file (magic bytes %02x %02x, expected 00 00)", name, magic[0],
+                        magic[1]);
+    if (magic[2] != IDX_UNSIGNED_BYTE)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: IDX value type 0x%02x, expected 0x08 (unsigned byte)", name, magic[2]);
+    const int dimensions = magic[3];
+    if (want_dimensions > 0 && dimensions != want_dimensions)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: IDX file has %d dimensions, expected %d", name, dimensions,
+                        want_dimensions);
+    if (dimensions < 1 || dimensions > IDX_MAX_DIMENSIONS)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: IDX file has %d dimensions, expected 1 to %d", name, dimensions,
+                        IDX_MAX_DIMENSIONS);
+    uint8_t sizes[IDX_MAX_DIMENSIONS * SIZE_BYTES];
+    if ((st = read_up_to(file, sizes, (int64_t)dimensions * SIZE_BYTES, &got, name)) != SBN_OK) return st;
+    if (got < dimensions * SIZE_BYTES)
+        return sbn_fail(SBN_ERR_FORMAT,
+                        "%s: truncated: %s ends after %lld bytes, inside the %d dimension sizes of the IDX header",
+                        name, source(file), (long long)(MAGIC_BYTES + got), dimensions);
+    int64_t count = 1;
+    int overflow = 0, length = 0;
+    for (int d = 0; d < dimensions; d++) {
+        out->dims[d] = big_endian(sizes + SIZE_BYTES * d);
+        if (out->dims[d] == 0) return sbn_fail(SBN_ERR_FORMAT, "%s: bad size 0 of dimension %d", name, d);
+        overflow |= __builtin_mul_overflow(count, out->dims[d], &count);
+        length += snprintf(dims_text + length, 64 - (size_t)length, "%s%lld", d ? " x " : "", (long long)out->dims[d]);
+    }
+    if (overflow)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: the IDX dimension sizes %s overflow a 64-bit count of values", name,
+                        dims_text);
+    if (count > IDX_MAX_VALUES || (uint64_t)count > SIZE_MAX)
+        return sbn_fail(SBN_ERR_FORMAT,
+                        "%s: the IDX header claims %s = %lld values, more than the reader's limit of %lld", name,
+                        dims_text, (long long)count, (long long)IDX_MAX_VALUES);
+    out->dimensions = dimensions;
+    out->count = count;
+    *header_bytes = MAGIC_BYTES + (int64_t)dimensions * SIZE_BYTES;
+    return SBN_OK;
+}
+
+sbn_status idx_file_read_fd(idx_file *out, int fd, const char *name, int want_dimensions)
+{
+    memset(out, 0, sizeof *out);
+    if (fd < 0) return sbn_fail(SBN_ERR_ARG, "%s: invalid file descriptor %d", name, fd);
+    struct stat info;
+    int64_t plain_size = -1; /* bytes from the offset to the end, for a regular file */
+    if (fstat(fd, &info) == 0) {
+        if (S_ISDIR(info.st_mode)) {
+            close(fd);
+            return sbn_fail(SBN_ERR_IO, "%s: is a directory", name);
+        }
+        const off_t at = lseek(fd, 0, SEEK_CUR);
+        if (S_ISREG(info.st_mode) && at >= 0 && info.st_size >= at) plain_size = (int64_t)(info.st_size - at);
+    }
+    gzFile file = gzdopen(fd, "rb");
+    if (!file) {
+        close(fd);
+        return sbn_fail(SBN_ERR_NOMEM, "%s: no memory to start reading", name);
+    }
+    char dims_text[64] = "";
+    int64_t header_bytes = 0;
+    sbn_status st = read_header(out, file, name, want_dimensions, &header_bytes, dims_text);
+    int64_t first_chunk = IDX_FIRST_CHUNK;
+    if (st == SBN_OK && plain_size >= 0 && gzdirect(file)) { /* a plain file: its size is known */
+        const int64_t held = plain_size - header_bytes;
+        if (held < out->count)
+            st = sbn_fail(SBN_ERR_FORMAT,
+                          "%s: truncated: the header claims %s = %lld bytes of values but the file holds only %lld",
+                          name, dims_text, (long long)out->count, (long long)held);
+        else if (held > out->count)
+            st = sbn_fail(SBN_ERR_FORMAT,
+                          "%s: data continues after the %lld values its header announces (%lld bytes more)", name,
+                          (long long)out->count, (long long)(held - out->count));
+        first_chunk = out->count;
+    }
+    if (st == SBN_OK) st = read_values(&out->values, file, out->count, first_chunk, name, dims_text);
+    if (st == SBN_OK) {
+        uint8_t extra;
+        const int n = gzread(file, &extra, 1);
+        if (n < 0) st = read_error(file, name);
+        else if (n > 0)
+            st = sbn_fail(SBN_ERR_FORMAT, "%s: data continues after the %lld values its header announces", name,
+                          (long long)out->count);
+    }
+    gzclose(file);
+    if (st != SBN_OK) idx_file_free(out);
+    return st;
+}
+
+void idx_file_free(idx_file *file)
+{
+    if (!file) return;
+    free(file->values);
+    memset(file, 0, sizeof *file);
+}
+
 static sbn_status read_idx(idx_file *out, const char *path, int want_dimensions)
 {
     memset(out, 0, sizeof *out);
-    gzFile file = gzopen(path, "rb");
-    if (!file) return sbn_fail(SBN_ERR_IO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
-    uint8_t header[4];
-    sbn_status st = read_exactly(file, header, 4, path, "IDX magic number");
-    if (st == SBN_OK && (header[0] != 0 || header[1] != 0))
-        st = sbn_fail(SBN_ERR_FORMAT, "%s: not an IDX file (magic bytes %02x %02x, expected 00 00)", path, header[0],
-                      header[1]);
-    if (st == SBN_OK && header[2] != IDX_UNSIGNED_BYTE)
-        st = sbn_fail(SBN_ERR_FORMAT, "%s: IDX value type 0x%02x, expected 0x08 (unsigned byte)", path, header[2]);
-    if (st == SBN_OK && header[3] != want_dimensions)
-        st = sbn_fail(SBN_ERR_FORMAT, "%s: IDX file has %d dimensions, expected %d", path, header[3], want_dimensions);
-    int64_t count = 1;
-    for (int d = 0; st == SBN_OK && d < want_dimensions; d++) {
-        uint8_t size[4];
-        st = read_exactly(file, size, 4, path, "IDX dimension sizes");
-        if (st != SBN_OK) break;
-        out->dims[d] = big_endian(size);
-        if (out->dims[d] == 0 || out->dims[d] > (1 << 28) || count > ((int64_t)1 << 34) / out->dims[d])
-            st = sbn_fail(SBN_ERR_FORMAT, "%s: bad size %lld of dimension %d", path, (long long)out->dims[d], d);
-        else count *= out->dims[d];
-    }
-    if (st == SBN_OK && !(out->values = malloc((size_t)count)))
-        st = sbn_fail(SBN_ERR_NOMEM, "%s: no memory for %lld values", path, (long long)count);
-    if (st == SBN_OK) st = read_exactly(file, out->values, count, path, "IDX values");
-    if (st == SBN_OK) {
-        uint8_t extra;
-        if (gzread(file, &extra, 1) != 0)
-            st = sbn_fail(SBN_ERR_FORMAT, "%s: data continues after the %lld values its header announces", path,
-                          (long long)count);
-    }
-    gzclose(file);
-    if (st != SBN_OK) {
-        free(out->values);
-        memset(out, 0, sizeof *out);
-        return st;
-    }
-    out->dimensions = want_dimensions;
-    out->count = count;
-    return SBN_OK;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return sbn_fail(SBN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return idx_file_read_fd(out, fd, path, want_dimensions);
 }
 
 sbn_status sbn_dataset_load(sbn_dataset *out, const char *images_path, const char *labels_path, double mean,
@@ -96,7 +221,7 @@ sbn_status sbn_dataset_load(sbn_dataset *out, const char *images_path, const cha
     sbn_status st = read_idx(&images, images_path, 3);
     if (st != SBN_OK) return st;
     if ((st = read_idx(&labels, labels_path, 1)) != SBN_OK) {
-        free(images.values);
+        idx_file_free(&images);
         return st;
     }
     if (labels.dims[0] != images.dims[0])
@@ -119,8 +244,8 @@ sbn_status sbn_dataset_load(sbn_dataset *out, const char *images_path, const cha
         out->count = images.dims[0], out->height = images.dims[1], out->width = images.dims[2];
         out->classes = classes < 2 ? 2 : classes;
     }
-    free(images.values);
-    free(labels.values);
+    idx_file_free(&images);
+    idx_file_free(&labels);
     return st;
 }
 
