@@ -11,6 +11,9 @@
 
 #include <cmocka.h>
 #include <syncbn/mpi.h>
+#include <unistd.h>
+
+#include "comm/comm_internal.h"
 
 #include "support/support.h"
 
@@ -314,10 +317,36 @@ static void test_global_count_below_two(void **state)
     sbn_bn_destroy(bn);
 }
 
-/* A layer pair with a forward done, for the disagreement tests. */
-static void make_layer(sbn_bn **bn, int64_t channels, float *x, float *y)
+/* The disagreement tests check every rank's whole message, not a part of
+ * it. Each runs on a fresh communicator, so its layers have ids 0, 1, ... */
+static void assert_status_message(sbn_status got, sbn_status want, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+static void assert_status_message(sbn_status got, sbn_status want, const char *format, ...)
 {
-    assert_int_equal(sbn_bn_create(channels, NULL, world, bn), SBN_OK);
+    char expected[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(expected, sizeof expected, format, args);
+    va_end(args);
+    if (got != want || strcmp(sbn_errmsg(), expected) != 0)
+        fprintf(stderr, "rank %d: got %s \"%s\"\n        want %s \"%s\"\n", rank, sbn_status_str(got), sbn_errmsg(),
+                sbn_status_str(want), expected);
+    assert_int_equal(got, want);
+    assert_string_equal(sbn_errmsg(), expected);
+}
+
+static sbn_comm *fresh_comm(void)
+{
+    sbn_comm *comm;
+    assert_int_equal(sbn_comm_create_mpi(MPI_COMM_WORLD, &comm), SBN_OK);
+    assert_int_equal(sbn_comm_set_timeout(comm, 60.0), SBN_OK);
+    return comm;
+}
+
+/* A layer with a forward and backward done, for the disagreement tests. */
+static void make_layer(sbn_bn **bn, sbn_comm *comm, int64_t channels, float *x, float *y)
+{
+    assert_int_equal(sbn_bn_create(channels, NULL, comm, bn), SBN_OK);
     for (int64_t i = 0; i < 4 * channels; i++) x[i] = (float)(i % 7) - 2.0f * (float)rank;
     assert_int_equal(sbn_bn_forward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_OK);
     assert_int_equal(sbn_bn_backward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, x, y), SBN_OK);
@@ -327,62 +356,127 @@ static void test_mismatch_channels(void **state)
 {
     (void)state;
     if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
     const int64_t channels = rank == 1 ? 5 : 4;
     sbn_bn *bn;
     float x[4 * 5], y[4 * 5];
-    assert_int_equal(sbn_bn_create(channels, NULL, world, &bn), SBN_OK);
+    assert_int_equal(sbn_bn_create(channels, NULL, comm, &bn), SBN_OK);
     layer_state before = state_of(bn);
     for (int i = 0; i < 20; i++) x[i] = (float)i;
-    assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
-                       "channel count");
+    /* Rank 0 receives rank 1's message first: 11 header + 5 channel
+     * elements where it expected 11 + 4. */
+    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+                          "SyncBN layer 0 (%d channels) forward: ranks disagree on the channel count or the layer "
+                          "order (a message of 11 + channels elements was expected): ranks passed different counts "
+                          "to the same collective: rank 0 expected 15 elements from a peer and received 16",
+                          (int)channels);
     assert_state_equal(bn, &before);
     sbn_bn_destroy(bn);
+    sbn_comm_destroy(comm);
 }
 
 static void test_mismatch_forward_vs_backward(void **state)
 {
     (void)state;
     if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
     sbn_bn *bn;
     float x[16], y[16];
-    make_layer(&bn, 4, x, y);
+    make_layer(&bn, comm, 4, x, y);
     layer_state before = state_of(bn);
     const sbn_shape shape = {4, 4, 1, SBN_NCS};
     sbn_status st = rank == 0 ? sbn_bn_backward(bn, shape, x, x, y) : sbn_bn_forward(bn, shape, x, y, true);
-    assert_status_with(st, SBN_ERR_MISMATCH, "pass");
+    const char *pass = rank == 0 ? "backward" : "forward";
+    assert_status_message(st, SBN_ERR_MISMATCH,
+                          "SyncBN layer 0 (4 channels) %s: ranks disagree on the pass (one rank in forward, another "
+                          "in backward; this rank in %s)",
+                          pass, pass);
     assert_state_equal(bn, &before);
     sbn_bn_destroy(bn);
+    sbn_comm_destroy(comm);
 }
 
 static void test_mismatch_layer_order(void **state)
 {
     (void)state;
     if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
     sbn_bn *first, *second;
     float x[16], y[16];
-    make_layer(&first, 4, x, y);
-    make_layer(&second, 4, x, y);
+    make_layer(&first, comm, 4, x, y);
+    make_layer(&second, comm, 4, x, y);
     layer_state before = state_of(first);
     sbn_bn *mine = rank == 0 ? second : first;
-    assert_status_with(sbn_bn_forward(mine, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH, "layer");
+    const int id = rank == 0 ? 1 : 0;
+    assert_status_message(sbn_bn_forward(mine, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+                          "SyncBN layer %d (4 channels) forward: ranks disagree on the layer (layers called in a "
+                          "different order on different ranks; this rank is in layer %d)",
+                          id, id);
     assert_state_equal(first, &before);
     sbn_bn_destroy(first);
     sbn_bn_destroy(second);
+    sbn_comm_destroy(comm);
+}
+
+/* Rank 1's options differ from the others' in one field; every rank is told
+ * which, with its own value. */
+static void expect_options_mismatch(sbn_bn_options mine, const char *field_message)
+{
+    sbn_comm *comm = fresh_comm();
+    sbn_bn *bn;
+    float x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)i;
+    assert_int_equal(sbn_bn_create(4, &mine, comm, &bn), SBN_OK);
+    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+                          "SyncBN layer 0 (4 channels) forward: ranks disagree on %s", field_message);
+    assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
+    sbn_bn_destroy(bn);
+    sbn_comm_destroy(comm);
 }
 
 static void test_mismatch_options(void **state)
 {
     (void)state;
     if (ranks < 2) skip();
+    char text[256];
     sbn_bn_options options = sbn_bn_defaults();
     if (rank == 1) options.momentum = 0.2;
+    snprintf(text, sizeof text, "the option momentum (this rank: %.17g)", options.momentum);
+    expect_options_mismatch(options, text);
+    /* Values whose 20-bit hashes collided in the first release: compared
+     * exactly now. */
+    options = sbn_bn_defaults();
+    if (rank == 1) options.eps = 1.0688051000000001e-05;
+    snprintf(text, sizeof text, "the option eps (this rank: %.17g)", options.eps);
+    expect_options_mismatch(options, text);
+    options = sbn_bn_defaults();
+    options.momentum = rank == 1 ? 0.10151955 : 0.100971418;
+    snprintf(text, sizeof text, "the option momentum (this rank: %.17g)", options.momentum);
+    expect_options_mismatch(options, text);
+    /* The next representable eps. */
+    options = sbn_bn_defaults();
+    if (rank == 1) options.eps = nextafter(options.eps, 1.0);
+    snprintf(text, sizeof text, "the option eps (this rank: %.17g)", options.eps);
+    expect_options_mismatch(options, text);
+    options = sbn_bn_defaults();
+    options.affine = rank != 1;
+    snprintf(text, sizeof text,
+             "the options affine, track_running_stats or cumulative (this rank: affine=%d, track_running_stats=1, "
+             "cumulative=0)",
+             rank != 1);
+    expect_options_mismatch(options, text);
+    /* With the cumulative average momentum is unused: ranks may differ. */
+    sbn_comm *comm = fresh_comm();
+    options = sbn_bn_defaults();
+    options.cumulative = true;
+    options.momentum = rank == 1 ? 0.5 : 0.1;
     sbn_bn *bn;
     float x[16], y[16];
     for (int i = 0; i < 16; i++) x[i] = (float)i;
-    assert_int_equal(sbn_bn_create(4, &options, world, &bn), SBN_OK);
-    assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH, "options");
-    assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
+    assert_int_equal(sbn_bn_create(4, &options, comm, &bn), SBN_OK);
+    assert_int_equal(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_OK);
     sbn_bn_destroy(bn);
+    sbn_comm_destroy(comm);
 }
 
 /* Rank 1 runs a training step in eval mode, then trains on: its next
@@ -391,24 +485,31 @@ static void test_mismatch_eval_step(void **state)
 {
     (void)state;
     if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
     sbn_bn *bn;
     float x[16], y[16];
-    make_layer(&bn, 4, x, y);
+    make_layer(&bn, comm, 4, x, y);
     const sbn_shape shape = {4, 4, 1, SBN_NCS};
     if (rank == 1) {
         assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
         assert_int_equal(sbn_bn_backward(bn, shape, x, x, y), SBN_OK);
     }
     layer_state before = state_of(bn);
-    assert_status_with(sbn_bn_forward(bn, shape, x, y, true), SBN_ERR_MISMATCH, "mode");
+    assert_status_message(sbn_bn_forward(bn, shape, x, y, true), SBN_ERR_MISMATCH,
+                          "SyncBN layer 0 (4 channels) forward: ranks disagree on the mode (a rank ran a training "
+                          "step in eval mode while others trained; this rank made %d such backward calls)",
+                          rank == 1 ? 1 : 0);
     assert_state_equal(bn, &before);
     /* Evaluating different numbers of batches is fine. */
     for (int k = 0; k < rank; k++) assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
     assert_int_equal(sbn_bn_forward(bn, shape, x, y, true), SBN_OK);
     sbn_bn_destroy(bn);
+    sbn_comm_destroy(comm);
 }
 
-/* A rank that never arrives: the others give SBN_ERR_COMM after the timeout. */
+/* A rank that never arrives: the others give SBN_ERR_COMM after the
+ * timeout, with a message naming the layer, the pass and the collective,
+ * and the communicator is broken from then on, with the reason. */
 static void test_timeout_when_a_peer_skips(void **state)
 {
     (void)state;
@@ -422,15 +523,106 @@ static void test_timeout_when_a_peer_skips(void **state)
     assert_int_equal(sbn_bn_create(4, NULL, comm, &bn), SBN_OK);
     if (rank != ranks - 1) {
         const double start = MPI_Wtime();
-        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM, "timeout");
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM,
+                           "SyncBN layer 0 (4 channels) forward: rank ");
         assert_true(MPI_Wtime() - start < 30.0);
+        assert_non_null(strstr(sbn_errmsg(), "did not complete within the 2 s timeout"));
+        assert_non_null(strstr(sbn_errmsg(), "some rank did not reach this collective or stopped responding"));
         assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
-        /* broken from now on, at once */
-        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM, "broken");
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", strstr(sbn_errmsg(), "rank "));
+        /* broken from now on, at once, with the reason */
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM,
+                           "communicator is broken by an earlier failed collective (");
+        assert_non_null(strstr(sbn_errmsg(), reason));
     }
     sbn_bn_destroy(bn);
     MPI_Barrier(MPI_COMM_WORLD);
     sbn_comm_destroy(comm);
+}
+
+/* The timeout is one deadline for the whole collective, not one per
+ * message: rank 1 arrives late (0.6 T) and rank 2 never; rank 0, which
+ * waits for both in turn, gives up at T, not at 1.6 T. */
+static void test_timeout_is_a_deadline_for_the_collective(void **state)
+{
+    (void)state;
+    if (ranks < 3) skip();
+    const double timeout = 2.0;
+    sbn_comm *comm = fresh_comm();
+    assert_int_equal(sbn_comm_set_timeout(comm, timeout), SBN_OK);
+    double data[4] = {1, 2, 3, 4};
+    if (rank == 1) usleep((useconds_t)(0.6 * timeout * 1e6));
+    if (rank != 2) {
+        const double start = MPI_Wtime();
+        assert_status_with(sbn_comm_allreduce_sum_double(comm, data, 4), SBN_ERR_COMM, "timeout");
+        const double waited = MPI_Wtime() - start;
+        if (rank == 0) {
+            if (waited > 1.3 * timeout) fprintf(stderr, "rank 0 waited %.2f s with a %.1f s timeout\n", waited, timeout);
+            assert_true(waited <= 1.3 * timeout);
+        }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    sbn_comm_destroy(comm);
+}
+
+/* A payload over INT_MAX bytes cannot be one MPI message: refused before
+ * any traffic, and the communicator is broken (peers may not have refused). */
+static void test_payload_over_int_max(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
+    double dummy[1] = {0};
+    const int64_t count = (int64_t)INT32_MAX / 8 + 1; /* never read: refused first */
+    assert_status_with(sbn_comm_allreduce_sum_double(comm, dummy, count), SBN_ERR_ARG, "exceeds MPI's limit");
+    assert_status_with(sbn_comm_allreduce_sum_double(comm, dummy, 1), SBN_ERR_COMM, "exceeds MPI's limit");
+    MPI_Barrier(MPI_COMM_WORLD);
+    sbn_comm_destroy(comm);
+}
+
+/* Fault injection, on every rank in turn: the faulty rank fails with its
+ * own error; every other rank either completes with the right result or
+ * times out; every rank that failed has a broken communicator that refuses
+ * the next collective at once, naming the first failure. */
+static void test_failures_inside_a_collective(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    static const struct {
+        sbn_comm_fault fault;
+        sbn_status status;
+        const char *message;
+    } faults[] = {
+        {SBN_FAULT_NOMEM_AFTER_MATCH, SBN_ERR_NOMEM, "no memory for a "},
+        {SBN_FAULT_MPI_ERROR, SBN_ERR_COMM, "injected MPI error"},
+        {SBN_FAULT_SEND_TIMEOUT, SBN_ERR_COMM, "did not complete within"},
+    };
+    for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++)
+        for (int faulty = 0; faulty < ranks; faulty++) {
+            sbn_comm *comm = fresh_comm();
+            assert_int_equal(sbn_comm_set_timeout(comm, 1.0), SBN_OK);
+            if (rank == faulty) sbn_comm_inject_fault(comm, faults[k].fault, 1);
+            double data[4];
+            for (int i = 0; i < 4; i++) data[i] = rank + i;
+            const sbn_status st = sbn_comm_allreduce_sum_double(comm, data, 4);
+            if (rank == faulty) {
+                assert_status_with(st, faults[k].status, faults[k].message);
+            } else if (st == SBN_OK) {
+                for (int i = 0; i < 4; i++) assert_true(data[i] == ranks * (ranks - 1) / 2.0 + ranks * i);
+            } else {
+                assert_status_with(st, SBN_ERR_COMM, "did not complete within the 1 s timeout");
+            }
+            if (st != SBN_OK) {
+                char reason[256];
+                snprintf(reason, sizeof reason, "%.200s", sbn_errmsg());
+                assert_status_with(sbn_comm_allreduce_sum_double(comm, data, 4), SBN_ERR_COMM,
+                                   "communicator is broken by an earlier failed collective (");
+                assert_non_null(strstr(sbn_errmsg(), reason));
+            }
+            MPI_Barrier(MPI_COMM_WORLD);
+            sbn_comm_destroy(comm);
+        }
 }
 
 int main(int argc, char **argv)
@@ -452,6 +644,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mismatch_forward_vs_backward), cmocka_unit_test(test_mismatch_layer_order),
         cmocka_unit_test(test_mismatch_options),        cmocka_unit_test(test_mismatch_eval_step),
         cmocka_unit_test(test_timeout_when_a_peer_skips),
+        cmocka_unit_test(test_timeout_is_a_deadline_for_the_collective),
+        cmocka_unit_test(test_payload_over_int_max),
+        cmocka_unit_test(test_failures_inside_a_collective),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     sbn_comm_destroy(world);

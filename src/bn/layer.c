@@ -146,23 +146,20 @@ static sbn_status check_batch_count(int64_t count, bool global)
 static sync_identity identity_of(const sbn_bn *bn, sync_pass pass)
 {
     sync_identity identity = {
-        .layer_id = bn->layer_id,
-        .options_code = sync_options_code(bn->options.affine, bn->options.track_running_stats,
-                                          bn->options.cumulative, bn->options.momentum, bn->options.eps),
-        .pass = pass,
-        .local_backwards = bn->local_backwards};
+        .layer_id = bn->layer_id, .options = bn->options, .pass = pass, .local_backwards = bn->local_backwards};
     return identity;
 }
 
 /* The one collective of a pass: writes the header and one element
  * (local_count, first[c], second[c]) per channel, merges across ranks, and
  * checks that the header shows every rank agreed. The merged elements are
- * then read with merged_element. */
+ * then read with merged_element. Every failure names the layer and pass. */
 static sbn_status exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge, int64_t local_count,
                            const double *first, const double *second)
 {
     double *message = sync_message(bn);
-    sync_message_write_header(message, identity_of(bn, pass));
+    const sync_identity identity = identity_of(bn, pass);
+    sync_message_write_header(message, identity);
     double *element = message + SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES;
     for (int64_t c = 0; c < bn->channels; c++, element += SYNC_ELEMENT_DOUBLES) {
         element[0] = (double)local_count;
@@ -172,14 +169,16 @@ static sbn_status exchange(sbn_bn *bn, sync_pass pass, sbn_merge_fn *merge, int6
     sbn_status st = sbn_comm_allreduce_merge(bn->comm, message, SYNC_HEADER_ELEMENTS + bn->channels,
                                              SYNC_ELEMENT_DOUBLES, merge);
     bn->local_backwards = 0; /* every rank reached a collective: counting starts again */
+    const char *pass_name = pass == SYNC_PASS_FORWARD ? "forward" : "backward";
     if (st == SBN_ERR_MISMATCH)
-        return sbn_fail(SBN_ERR_MISMATCH,
-                        "SyncBN layer %lld (%lld channels) %s: ranks disagree on the channel count or the layer "
-                        "order (a message of %d + channels elements was expected): %s",
-                        (long long)bn->layer_id, (long long)bn->channels,
-                        pass == SYNC_PASS_FORWARD ? "forward" : "backward", SYNC_HEADER_ELEMENTS, sbn_errmsg());
-    if (st != SBN_OK) return st;
-    return sync_message_check_header(message, sbn_comm_size(bn->comm), identity_of(bn, pass), bn->channels);
+        return sbn_fail_with_cause(SBN_ERR_MISMATCH,
+                                   "SyncBN layer %lld (%lld channels) %s: ranks disagree on the channel count or "
+                                   "the layer order (a message of %d + channels elements was expected)",
+                                   (long long)bn->layer_id, (long long)bn->channels, pass_name, SYNC_HEADER_ELEMENTS);
+    if (st != SBN_OK)
+        return sbn_fail_with_cause(st, "SyncBN layer %lld (%lld channels) %s", (long long)bn->layer_id,
+                                   (long long)bn->channels, pass_name);
+    return sync_message_check_header(message, sbn_comm_size(bn->comm), identity, bn->channels);
 }
 
 static const double *merged_element(const sbn_bn *bn, int64_t c)

@@ -1,81 +1,130 @@
-/* The SyncBN message: check words and the two merge rules. */
+/* The SyncBN message: the agreement header and the two merge rules. */
 #include "bn/sync_message.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
 
-enum { CHECK_WORD_LIMIT = 1 << 20 }; /* w < 2^20 keeps P*sum(w*w) exact in double for P < 2^12 */
+/* The checked words, each a 32-bit piece of a value. */
+typedef enum check_word {
+    WORD_PASS,
+    WORD_LAYER_LOW, WORD_LAYER_HIGH,
+    WORD_MODE_LOW, WORD_MODE_HIGH,
+    WORD_FLAGS,
+    WORD_MOMENTUM_LOW, WORD_MOMENTUM_HIGH,
+    WORD_EPS_LOW, WORD_EPS_HIGH,
+    CHECK_WORDS
+} check_word;
+
+_Static_assert((int)CHECK_WORDS == (int)SYNC_CHECK_WORDS, "header size");
 
 int64_t sync_message_doubles(int64_t channels)
 {
     return (SYNC_HEADER_ELEMENTS + channels) * SYNC_ELEMENT_DOUBLES;
 }
 
-/* Header elements: [0] = 1 per rank, then (w, w*w) for each checked value. */
-static void header_values(int64_t values[SYNC_CHECKED_VALUES], sync_identity identity)
+static uint64_t bits_of(double value)
 {
-    values[0] = identity.pass;
-    values[1] = identity.layer_id % CHECK_WORD_LIMIT;
-    values[2] = identity.options_code % CHECK_WORD_LIMIT;
-    values[3] = identity.local_backwards % CHECK_WORD_LIMIT;
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
 }
+
+static void split_words(uint32_t *low, uint32_t *high, uint64_t value)
+{
+    *low = (uint32_t)value;
+    *high = (uint32_t)(value >> 32);
+}
+
+static void identity_words(uint32_t words[CHECK_WORDS], sync_identity identity)
+{
+    const sbn_bn_options o = identity.options;
+    words[WORD_PASS] = (uint32_t)identity.pass;
+    split_words(&words[WORD_LAYER_LOW], &words[WORD_LAYER_HIGH], (uint64_t)identity.layer_id);
+    split_words(&words[WORD_MODE_LOW], &words[WORD_MODE_HIGH], (uint64_t)identity.local_backwards);
+    words[WORD_FLAGS] = (uint32_t)o.affine | (uint32_t)o.track_running_stats << 1 | (uint32_t)o.cumulative << 2;
+    /* momentum is not used by the cumulative average: any value agrees. */
+    split_words(&words[WORD_MOMENTUM_LOW], &words[WORD_MOMENTUM_HIGH], o.cumulative ? 0 : bits_of(o.momentum));
+    split_words(&words[WORD_EPS_LOW], &words[WORD_EPS_HIGH], bits_of(o.eps));
+}
+
+static double *header_element(double *message, int element) { return message + element * SYNC_ELEMENT_DOUBLES; }
 
 void sync_message_write_header(double *message, sync_identity identity)
 {
-    int64_t values[SYNC_CHECKED_VALUES];
-    header_values(values, identity);
+    uint32_t words[CHECK_WORDS];
+    identity_words(words, identity);
     memset(message, 0, SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES * sizeof *message);
-    message[0] = 1.0;
-    for (int k = 0; k < SYNC_CHECKED_VALUES; k++) {
-        message[(1 + 2 * k) * SYNC_ELEMENT_DOUBLES] = (double)values[k];
-        message[(2 + 2 * k) * SYNC_ELEMENT_DOUBLES] = (double)(values[k] * values[k]);
+    header_element(message, 0)[0] = 1.0;
+    for (int k = 0; k < CHECK_WORDS; k++) {
+        double *element = header_element(message, 1 + k);
+        element[0] = element[1] = (double)words[k];
     }
 }
 
-static int all_equal(double sum, double sum_sq, int64_t ranks)
+static int words_disagree(const double *message, check_word first, check_word last)
 {
-    const __int128 s = (__int128)(int64_t)sum, q = (__int128)(int64_t)sum_sq;
-    return q * ranks == s * s;
+    for (int k = (int)first; k <= (int)last; k++) {
+        const double *element = message + (1 + k) * SYNC_ELEMENT_DOUBLES;
+        if (element[0] != element[1]) return 1;
+    }
+    return 0;
 }
 
 sbn_status sync_message_check_header(const double *message, int ranks, sync_identity identity, int64_t channels)
 {
-    static const char *const what[SYNC_CHECKED_VALUES] = {
-        "pass (one rank in forward, another in backward)",
-        "layer (layers called in a different order on different ranks)",
-        "options (eps, momentum, affine or track_running_stats differ)",
-        "mode (a rank ran a training step in eval mode while others trained)"};
     const char *pass_name = identity.pass == SYNC_PASS_FORWARD ? "forward" : "backward";
-    if ((int64_t)message[0] != ranks)
-        return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld %s: %lld of %d ranks joined the collective",
-                        (long long)identity.layer_id, pass_name, (long long)message[0], ranks);
-    for (int k = 0; k < SYNC_CHECKED_VALUES; k++) {
-        const double sum = message[(1 + 2 * k) * SYNC_ELEMENT_DOUBLES];
-        const double sum_sq = message[(2 + 2 * k) * SYNC_ELEMENT_DOUBLES];
-        if (!all_equal(sum, sum_sq, ranks))
-            return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld (%lld channels) %s: ranks disagree on the %s",
-                            (long long)identity.layer_id, (long long)channels, pass_name, what[k]);
-    }
-    return SBN_OK;
+    const sbn_bn_options o = identity.options;
+    if (message[0] != (double)ranks)
+        return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld (%lld channels) %s: %.0f of %d ranks joined the collective",
+                        (long long)identity.layer_id, (long long)channels, pass_name, message[0], ranks);
+    char what[256] = "";
+    if (words_disagree(message, WORD_PASS, WORD_PASS))
+        snprintf(what, sizeof what, "the pass (one rank in forward, another in backward; this rank in %s)", pass_name);
+    else if (words_disagree(message, WORD_LAYER_LOW, WORD_LAYER_HIGH))
+        snprintf(what, sizeof what,
+                 "the layer (layers called in a different order on different ranks; this rank is in layer %lld)",
+                 (long long)identity.layer_id);
+    else if (words_disagree(message, WORD_MODE_LOW, WORD_MODE_HIGH))
+        snprintf(what, sizeof what,
+                 "the mode (a rank ran a training step in eval mode while others trained; this rank made %lld "
+                 "such backward calls)",
+                 (long long)identity.local_backwards);
+    else if (words_disagree(message, WORD_FLAGS, WORD_FLAGS))
+        snprintf(what, sizeof what,
+                 "the options affine, track_running_stats or cumulative (this rank: affine=%d, "
+                 "track_running_stats=%d, cumulative=%d)",
+                 (int)o.affine, (int)o.track_running_stats, (int)o.cumulative);
+    else if (words_disagree(message, WORD_MOMENTUM_LOW, WORD_MOMENTUM_HIGH))
+        snprintf(what, sizeof what, "the option momentum (this rank: %.17g)", o.momentum);
+    else if (words_disagree(message, WORD_EPS_LOW, WORD_EPS_HIGH))
+        snprintf(what, sizeof what, "the option eps (this rank: %.17g)", o.eps);
+    else
+        return SBN_OK;
+    return sbn_fail(SBN_ERR_MISMATCH, "SyncBN layer %lld (%lld channels) %s: ranks disagree on %s",
+                    (long long)identity.layer_id, (long long)channels, pass_name, what);
 }
 
-int64_t sync_options_code(int affine, int track, int cumulative, double momentum, double eps)
+static double min_of(double a, double b) { return a < b ? a : b; }
+static double max_of(double a, double b) { return a > b ? a : b; }
+
+static void merge_header(const double *lower, double *higher)
 {
-    uint64_t bits[2];
-    memcpy(&bits[0], &momentum, sizeof momentum);
-    memcpy(&bits[1], &eps, sizeof eps);
-    if (cumulative) bits[0] = 0;
-    uint64_t h = (uint64_t)(affine != 0) | (uint64_t)(track != 0) << 1 | (uint64_t)(cumulative != 0) << 2;
-    for (int k = 0; k < 2; k++) h = (h ^ bits[k]) * 0x100000001b3ull; /* FNV-style mixing */
-    return (int64_t)((h ^ (h >> 29) ^ (h >> 47)) % CHECK_WORD_LIMIT);
+    higher[0] += lower[0];
+    for (int k = 0; k < CHECK_WORDS; k++) {
+        const double *a = lower + (1 + k) * SYNC_ELEMENT_DOUBLES;
+        double *b = header_element(higher, 1 + k);
+        b[0] = min_of(a[0], b[0]);
+        b[1] = max_of(a[1], b[1]);
+    }
 }
 
-/* Chan et al.'s pairwise update of (count, mean, m2); exact for empty sides
- * and for check elements (mean = m2 = 0). */
+/* Chan et al.'s pairwise update of (count, mean, m2); exact for empty sides. */
 void sync_merge_moments(const double *lower, double *higher, int64_t elements)
 {
-    for (int64_t i = 0; i < elements; i++) {
+    merge_header(lower, higher);
+    for (int64_t i = SYNC_HEADER_ELEMENTS; i < elements; i++) {
         const double *a = lower + i * SYNC_ELEMENT_DOUBLES;
         double *b = higher + i * SYNC_ELEMENT_DOUBLES;
         const double count = a[0] + b[0];
@@ -95,5 +144,7 @@ void sync_merge_moments(const double *lower, double *higher, int64_t elements)
 
 void sync_merge_sums(const double *lower, double *higher, int64_t elements)
 {
-    for (int64_t i = 0; i < elements * SYNC_ELEMENT_DOUBLES; i++) higher[i] = lower[i] + higher[i];
+    merge_header(lower, higher);
+    for (int64_t i = SYNC_HEADER_ELEMENTS * SYNC_ELEMENT_DOUBLES; i < elements * SYNC_ELEMENT_DOUBLES; i++)
+        higher[i] = lower[i] + higher[i];
 }

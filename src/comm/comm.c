@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 
 #include "core/error.h"
 
@@ -21,6 +22,19 @@ sbn_comm *sbn_comm_wrap(const sbn_comm_backend *backend, void *backend_state, in
 }
 
 int64_t sbn_comm_next_layer_id(sbn_comm *comm) { return comm->layers_created++; }
+
+void sbn_comm_inject_fault(sbn_comm *comm, sbn_comm_fault fault, int64_t at)
+{
+    comm->fault = fault;
+    comm->fault_countdown = at;
+}
+
+bool sbn_comm_fault_strikes(sbn_comm *comm, sbn_comm_fault fault)
+{
+    if (comm->fault != fault || --comm->fault_countdown > 0) return false;
+    comm->fault = SBN_FAULT_NONE;
+    return true;
+}
 
 int sbn_comm_rank(const sbn_comm *comm) { return comm ? comm->rank : 0; }
 int sbn_comm_size(const sbn_comm *comm) { return comm ? comm->size : 1; }
@@ -51,10 +65,24 @@ static sbn_status check_collective(sbn_comm *comm, const void *data, int64_t cou
 {
     if (!comm) return sbn_fail(SBN_ERR_ARG, "comm is NULL");
     if (comm->broken)
-        return sbn_fail(SBN_ERR_COMM, "communicator is broken by an earlier failed or timed-out collective");
+        return sbn_fail(SBN_ERR_COMM, "communicator is broken by an earlier failed collective (%s)",
+                        comm->broken_reason);
     if (count < 0) return sbn_fail(SBN_ERR_ARG, "count must be >= 0, got %lld", (long long)count);
     if (!data && count > 0) return sbn_fail(SBN_ERR_ARG, "data is NULL");
     return SBN_OK;
+}
+
+/* A backend failure part-way through a collective may leave the ranks out
+ * of step (some got the result, some did not; a message may be left
+ * unreceived), so the communicator is unusable from then on. A mismatch is
+ * different: every rank completed the collective and was told the same. */
+static sbn_status after_collective(sbn_comm *comm, sbn_status st)
+{
+    if (st != SBN_OK && st != SBN_ERR_MISMATCH && !comm->broken) {
+        comm->broken = true;
+        snprintf(comm->broken_reason, sizeof comm->broken_reason, "%s", sbn_errmsg());
+    }
+    return st;
 }
 
 static sbn_status run_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_reduce_type type,
@@ -64,9 +92,7 @@ static sbn_status run_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_r
     if (st != SBN_OK) return st;
     comm->counters.collectives++;
     comm->counters.bytes += count * element_bytes;
-    st = comm->backend->allreduce(comm, data, count, type, element_doubles, merge);
-    if (st == SBN_ERR_COMM) comm->broken = true;
-    return st;
+    return after_collective(comm, comm->backend->allreduce(comm, data, count, type, element_doubles, merge));
 }
 
 sbn_status sbn_comm_allreduce_sum_float(sbn_comm *comm, float *data, int64_t count)
@@ -102,9 +128,7 @@ sbn_status sbn_comm_broadcast_float(sbn_comm *comm, float *data, int64_t count, 
         return sbn_fail(SBN_ERR_ARG, "root %d is not a rank of a communicator of size %d", root, comm->size);
     comm->counters.collectives++;
     comm->counters.bytes += count * (int64_t)sizeof *data;
-    st = comm->backend->broadcast(comm, data, count, root);
-    if (st == SBN_ERR_COMM) comm->broken = true;
-    return st;
+    return after_collective(comm, comm->backend->broadcast(comm, data, count, root));
 }
 
 sbn_status sbn_comm_split_groups(sbn_comm *parent, int group_size, sbn_comm **out)
@@ -116,7 +140,8 @@ sbn_status sbn_comm_split_groups(sbn_comm *parent, int group_size, sbn_comm **ou
         return sbn_fail(SBN_ERR_ARG, "group size %d does not divide the communicator size %d", group_size,
                         parent->size);
     if (parent->broken)
-        return sbn_fail(SBN_ERR_COMM, "communicator is broken by an earlier failed or timed-out collective");
+        return sbn_fail(SBN_ERR_COMM, "communicator is broken by an earlier failed collective (%s)",
+                        parent->broken_reason);
     return parent->backend->split(parent, parent->rank / group_size, parent->rank, out);
 }
 

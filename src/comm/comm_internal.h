@@ -19,12 +19,26 @@ typedef struct sbn_comm_backend {
     void (*destroy_backend)(sbn_comm *comm);
 } sbn_comm_backend;
 
+/* Fault injection for tests: on this rank, the n-th message operation
+ * (counted from 1 after the fault is armed) that can fail this way fails:
+ * receives for NOMEM_AFTER_MATCH, sends for SEND_TIMEOUT, either for
+ * MPI_ERROR. Per communicator; honoured by the MPI backend. */
+typedef enum sbn_comm_fault {
+    SBN_FAULT_NONE,
+    SBN_FAULT_NOMEM_AFTER_MATCH, /* a receive matched a message, then allocation failed */
+    SBN_FAULT_MPI_ERROR,         /* an MPI call returned an error */
+    SBN_FAULT_SEND_TIMEOUT,      /* a send's deadline passed while MPI still held its buffer */
+} sbn_comm_fault;
+
 struct sbn_comm {
     const sbn_comm_backend *backend;
     void *backend_state;
     int rank, size;
     double timeout_seconds;
-    bool broken;                   /* a collective failed or timed out */
+    bool broken;                   /* a collective failed part-way: ranks may be out of step */
+    char broken_reason[256];       /* the message of that failure */
+    sbn_comm_fault fault;          /* test hook, see above */
+    int64_t fault_countdown;       /* message operations until the fault */
     int64_t layers_created;        /* the next SyncBN layer's id on this communicator */
     sbn_comm_counters counters;
 };
@@ -36,5 +50,12 @@ sbn_comm *sbn_comm_wrap(const sbn_comm_backend *backend, void *backend_state, in
 /* The id that a new SyncBN layer takes on this communicator (0, 1, 2, ...):
  * layers created in the same order on every rank get the same ids. */
 int64_t sbn_comm_next_layer_id(sbn_comm *comm);
+
+/* Arms a fault on this rank of comm (see sbn_comm_fault); SBN_FAULT_NONE disarms. */
+void sbn_comm_inject_fault(sbn_comm *comm, sbn_comm_fault fault, int64_t at);
+
+/* For backends, at each operation that can fail as `fault`: true when the
+ * armed fault strikes here (it then disarms). */
+bool sbn_comm_fault_strikes(sbn_comm *comm, sbn_comm_fault fault);
 
 #endif

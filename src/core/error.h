@@ -9,4 +9,11 @@
 sbn_status sbn_fail(sbn_status status, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* As sbn_fail, then ": " and this thread's current message, the failure
+ * that caused this one: "SyncBN layer 2 forward: <why the collective failed>".
+ * The cause is copied out before the new text is written (passing
+ * sbn_errmsg() to sbn_fail would format the buffer into itself). */
+sbn_status sbn_fail_with_cause(sbn_status status, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif
