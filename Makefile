@@ -1,13 +1,16 @@
 # syncbn — the README's two commands, and a few more.
 #   make demo   install what is missing, build, run the main job
-#   make test   install what is missing, build (release + ASan/UBSan), run every test
+#   make test   install what is missing, build (release + ASan/UBSan), run every test and the fuzzers
+#   make fuzz   build the libFuzzer harnesses (clang, tests/fuzz/) and run each FUZZ_SECONDS over its corpus
 #   make bench  build and run the benchmarks (installs PyTorch for the peer runs)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench install clean
+.PHONY: all deps build build-asan test test-release test-asan fuzz demo bench install clean
 
 all: build
 
@@ -29,7 +32,13 @@ test-release: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure
 
-test: test-release test-asan
+# Harnesses are listed in tests/fuzz/fuzzers.cmake; any crash, leak, timeout or out-of-memory fails.
+fuzz: deps
+	cmake -S tests/fuzz -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSYNCBN_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ctest --output-on-failure
+
+test: test-release test-asan fuzz
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
@@ -41,4 +50,4 @@ bench: deps
 	bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

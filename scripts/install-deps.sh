@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
+  clang libclang-rt-14-dev
   libopenblas-dev zlib1g-dev libcmocka-dev libcjson-dev
   mpi-default-dev mpi-default-bin
   libdnnl-dev
