@@ -11,6 +11,7 @@
 #include <syncbn/bn.h>
 #include <syncbn/nn.h>
 #include <syncbn/data.h>
+#include <syncbn/tensor_file.h>
 #include <syncbn/train.h>
 
 #define SYNCBN_VERSION_MAJOR 0
