@@ -31,18 +31,42 @@ def load(folder, split):
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def block(c_in, c_out, norm):
-    return [nn.Conv2d(c_in, c_out, 3, padding=1)] + ([nn.BatchNorm2d(c_out)] if norm else []) + \
-        [nn.ReLU(), nn.MaxPool2d(2)]
+class Twin(nn.Module):
+    """syncbn's `seed` and `convnet` with the module names of its checkpoints
+    (conv1, bn1, conv2, bn2, fc): a state dict read from a syncbn checkpoint
+    loads here with strict=True, and one saved here loads into syncbn.
+    Modules are created in syncbn's order, so that torch.manual_seed(s)
+    gives syncbn's initial weights for --seed s."""
+
+    def __init__(self, kind="convnet", norm=True, in_channels=1, size=28, classes=10):
+        super().__init__()
+        self.kind, self.norm = kind, norm
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1)
+        if norm:
+            self.bn1 = nn.BatchNorm2d(16)
+        channels, size = 16, size // 2
+        if kind == "convnet":
+            self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+            if norm:
+                self.bn2 = nn.BatchNorm2d(32)
+            channels, size = 32, size // 2
+        self.fc = nn.Linear(channels * size * size, classes)
+
+    def block(self, x, conv, bn):
+        x = conv(x)
+        if bn is not None:
+            x = bn(x)
+        return nn.functional.max_pool2d(nn.functional.relu(x), 2)
+
+    def forward(self, x):
+        x = self.block(x, self.conv1, getattr(self, "bn1", None))
+        if self.kind == "convnet":
+            x = self.block(x, self.conv2, getattr(self, "bn2", None))
+        return self.fc(x.flatten(1))
 
 
 def model_for(kind, norm):
-    layers = block(1, 16, norm)
-    features = 16 * 14 * 14
-    if kind == "convnet":
-        layers += block(16, 32, norm)
-        features = 32 * 7 * 7
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(features, 10))
+    return Twin(kind, norm)
 
 
 def main():
