@@ -239,6 +239,29 @@ static void test_malformed_headers(void **state)
     expect_header_rejected(header, 8, "checksum mismatch");
 }
 
+/* Another writer may place an F64 tensor at an offset that is not a
+ * multiple of 8 (after three floats): the reader still hands it out aligned
+ * (found by the fuzzer). */
+static void test_foreign_unaligned_tensors_are_aligned(void **state)
+{
+    (void)state;
+    unsigned char data[12 + 16];
+    memcpy(data, f32, 12);
+    memcpy(data + 12, f64, 16);
+    size_t size;
+    unsigned char *bytes = make_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+                                     "\"b\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[12,28]}}",
+                                     data, sizeof data, &size);
+    sbn_safetensors *file;
+    assert_int_equal(sbn_safetensors_parse(bytes, size, "foreign", &file), SBN_OK);
+    const sbn_tensor *b;
+    assert_int_equal(sbn_safetensors_find(file, "b", &b), SBN_OK);
+    assert_int_equal((uintptr_t)b->data % 8, 0);
+    assert_true(((const double *)b->data)[0] == f64[0] && ((const double *)b->data)[1] == f64[1]);
+    sbn_safetensors_close(file);
+    free(bytes);
+}
+
 static void test_write_errors_leave_nothing(void **state)
 {
     (void)state;
@@ -289,7 +312,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_every_truncation_is_rejected),
         cmocka_unit_test(test_every_flipped_byte_is_caught), cmocka_unit_test(test_malformed_headers),
-        cmocka_unit_test(test_write_errors_leave_nothing), cmocka_unit_test(test_rewrite_replaces),
+        cmocka_unit_test(test_foreign_unaligned_tensors_are_aligned), cmocka_unit_test(test_write_errors_leave_nothing), cmocka_unit_test(test_rewrite_replaces),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

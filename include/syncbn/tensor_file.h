@@ -83,6 +83,8 @@ const sbn_tensor *sbn_safetensors_at(const sbn_safetensors *file, int64_t index)
 sbn_status sbn_safetensors_find(const sbn_safetensors *file, const char *name, const sbn_tensor **out);
 /* The metadata value of key, or NULL; valid until close. */
 const char *sbn_safetensors_metadata(const sbn_safetensors *file, const char *key);
+/* The path it was opened from (the label, for parse). */
+const char *sbn_safetensors_path(const sbn_safetensors *file);
 /* Whether the file carried a checksum (which then matched). */
 int sbn_safetensors_has_checksum(const sbn_safetensors *file);
 

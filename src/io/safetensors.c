@@ -223,7 +223,7 @@ struct sbn_safetensors {
     sbn_tensor *tensors;      /* sorted by data offset */
     char **names;             /* owned names, one per tensor */
     sbn_metadata_entry *metadata; /* owned keys and values */
-    unsigned char *data;      /* the data section, malloc-aligned */
+    unsigned char *data;      /* the tensors' data, each at a multiple of 8 bytes */
     int has_checksum;
 };
 
@@ -245,6 +245,7 @@ void sbn_safetensors_close(sbn_safetensors *file)
 
 int64_t sbn_safetensors_count(const sbn_safetensors *file) { return file ? file->count : 0; }
 int sbn_safetensors_has_checksum(const sbn_safetensors *file) { return file ? file->has_checksum : 0; }
+const char *sbn_safetensors_path(const sbn_safetensors *file) { return file ? file->label : ""; }
 
 const sbn_tensor *sbn_safetensors_at(const sbn_safetensors *file, int64_t index)
 {
@@ -420,16 +421,24 @@ static sbn_status parse_header(const parse_context *context, const cJSON *root, 
         }
     }
     if (st == SBN_OK) st = check_layout(context, entries, file->count, data_bytes);
+    /* Other writers need not align each tensor: copy each to an offset that
+     * is a multiple of 8, so that every tensor's data is aligned for its type. */
+    size_t aligned_bytes = 0;
+    for (int64_t i = 0; st == SBN_OK && i < file->count; i++)
+        aligned_bytes += ((size_t)(entries[i].end - entries[i].begin) + 7) / 8 * 8;
     if (st == SBN_OK) {
-        file->data = malloc((size_t)data_bytes + 1);
+        file->data = malloc(aligned_bytes + 1);
         file->tensors = calloc((size_t)file->count + 1, sizeof *file->tensors);
         if (!file->data || !file->tensors) st = sbn_fail(SBN_ERR_NOMEM, "%s: no memory for the data", context->label);
     }
     if (st == SBN_OK) {
-        if (data_bytes) memcpy(file->data, data, (size_t)data_bytes);
+        size_t at = 0;
         for (int64_t i = 0; i < file->count; i++) {
+            const size_t bytes = (size_t)(entries[i].end - entries[i].begin);
+            if (bytes) memcpy(file->data + at, data + entries[i].begin, bytes);
             file->tensors[i] = entries[i].tensor;
-            file->tensors[i].data = file->data + entries[i].begin;
+            file->tensors[i].data = file->data + at;
+            at += (bytes + 7) / 8 * 8;
         }
         st = verify_checksum(context, file);
     }
