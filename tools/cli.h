@@ -1,23 +1,38 @@
-/* The syncbn command-line tool: shared option parsing and the subcommands. */
+/* The syncbn command-line tool: the subcommands and their one option parser. */
 #ifndef SBN_TOOLS_CLI_H
 #define SBN_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <syncbn/syncbn.h>
 
 enum { EXIT_USAGE = 2 };
 
-#include <getopt.h>
+/* Which subcommand a flag belongs to (a bit set: a flag may belong to both). */
+typedef enum cli_command { CLI_TRAIN = 1, CLI_COMPARE = 2 } cli_command;
 
-enum { CLI_MAX_OPTIONS = 40 };
+/* Everything `train` and `compare` read from their command line. */
+typedef struct cli_settings {
+    sbn_train_options train; /* the run (train) or each of the three runs (compare) */
+    double timeout;          /* train: seconds a collective waits for its peers */
+    int ranks;               /* compare: ranks of runs b and c */
+    const char *out;         /* compare: output folder */
+    bool plot;               /* compare: write compare.png */
+} cli_settings;
 
-/* Fills `out` (CLI_MAX_OPTIONS entries) with the long options `train` and
- * `compare` share, then `specific` up to its {NULL} terminator. */
-void cli_options(struct option *out, const struct option *specific);
+typedef enum cli_parse_result {
+    CLI_RUN,        /* settings filled: run the command */
+    CLI_HELP,       /* --help: usage printed to stdout, exit 0 */
+    CLI_USAGE_ERROR /* message and usage printed to stderr, exit EXIT_USAGE */
+} cli_parse_result;
 
-/* Parses the options `train` and `compare` share; returns 1 if `option` was
- * one of them, 0 if not, -1 on a bad value (message printed). */
-int cli_parse_common(int option, const char *value, sbn_train_options *options);
+/* Parses `syncbn COMMAND ARGS...` (argv[0] is the command) into *settings,
+ * which it fills with the defaults first. Every flag comes from one table in
+ * syncbn.c; numbers are parsed whole, checked for overflow and against the
+ * flag's range. `print_usage` prints the command's help. */
+cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_settings *settings,
+                           void (*print_usage)(FILE *out));
+
 int cli_train(int argc, char **argv);
 int cli_compare(int argc, char **argv, const char *self_path);
 

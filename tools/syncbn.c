@@ -6,8 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
+#include <math.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -23,81 +27,226 @@ static void usage(FILE *out)
             "`syncbn <command> --help` describes each command's options.\n");
 }
 
-static double parse_number(const char *text, const char *name, bool *ok)
+/* ---------- the options of `train` and `compare`: one table, one parser ---------- */
+
+typedef enum flag_kind {
+    FLAG_SWITCH,  /* no value */
+    FLAG_TEXT,    /* a non-empty string, kept as given */
+    FLAG_CHOICE,  /* one of a list of words */
+    FLAG_INTEGER, /* a base-10 integer in [min, max] */
+    FLAG_REAL     /* a finite number between low and high */
+} flag_kind;
+
+typedef enum flag_id { /* getopt_long's return values */
+    F_HELP = 'h',
+    F_MODEL = 256, F_NORM, F_GROUP_SIZE, F_BATCH, F_EPOCHS, F_STEPS, F_TRAIN_SAMPLES, F_LR, F_LR_SCHEDULE,
+    F_MOMENTUM, F_WEIGHT_DECAY, F_SEED, F_DATA, F_THREADS, F_METRICS, F_TIMEOUT, F_PROGRESS, F_RANKS, F_OUT,
+    F_NO_PLOT
+} flag_id;
+
+typedef struct choice {
+    const char *text;
+    int value;
+} choice;
+
+/* The values a flag accepts. */
+typedef struct valid_values {
+    long long min, max;       /* FLAG_INTEGER: inclusive */
+    double low, high;         /* FLAG_REAL: the interval (INFINITY: unbounded)... */
+    bool low_open, high_open; /* ...with these ends excluded */
+    const choice *choices;    /* FLAG_CHOICE: {NULL}-terminated */
+} valid_values;
+
+typedef struct cli_flag {
+    const char *name;
+    flag_id id;
+    unsigned commands; /* CLI_TRAIN | CLI_COMPARE */
+    flag_kind kind;
+    valid_values valid;
+} cli_flag;
+
+enum { BOTH = CLI_TRAIN | CLI_COMPARE };
+
+static const choice models[] = {{"seed", SBN_MODEL_SEED}, {"convnet", SBN_MODEL_CONVNET}, {NULL, 0}};
+static const choice norms[] = {{"bn", SBN_NORM_BN}, {"sync", SBN_NORM_SYNC}, {"none", SBN_NORM_NONE}, {NULL, 0}};
+static const choice schedules[] = {{"cosine", SBN_LR_COSINE}, {"constant", SBN_LR_CONSTANT}, {NULL, 0}};
+
+/* Every flag of `train` and `compare`, with the values it accepts. Zero is
+ * refused where it means nothing (a batch, an epoch count, a thread count);
+ * "all" is the default, not 0. Limits below the type's: threads as the
+ * trainer allows, ranks what mpiexec sensibly starts, epochs so that epochs
+ * x batches per epoch stays far below INT64_MAX. */
+static const cli_flag flags[] = {
+    {"model", F_MODEL, BOTH, FLAG_CHOICE, {.choices = models}},
+    {"norm", F_NORM, CLI_TRAIN, FLAG_CHOICE, {.choices = norms}},
+    {"group-size", F_GROUP_SIZE, CLI_TRAIN, FLAG_INTEGER, {.min = 1, .max = INT_MAX}},
+    {"batch", F_BATCH, BOTH, FLAG_INTEGER, {.min = 1, .max = INT32_MAX}},
+    {"epochs", F_EPOCHS, BOTH, FLAG_INTEGER, {.min = 1, .max = 1000000}},
+    {"steps", F_STEPS, BOTH, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
+    {"train-samples", F_TRAIN_SAMPLES, BOTH, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
+    {"lr", F_LR, BOTH, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"lr-schedule", F_LR_SCHEDULE, BOTH, FLAG_CHOICE, {.choices = schedules}},
+    {"momentum", F_MOMENTUM, BOTH, FLAG_REAL, {.low = 0.0, .high = 1.0, .high_open = true}},
+    {"weight-decay", F_WEIGHT_DECAY, BOTH, FLAG_REAL, {.low = 0.0, .high = INFINITY}},
+    {"seed", F_SEED, BOTH, FLAG_INTEGER, {.min = 0, .max = INT64_MAX}},
+    {"data", F_DATA, BOTH, FLAG_TEXT, {0}},
+    {"threads", F_THREADS, BOTH, FLAG_INTEGER, {.min = 1, .max = 1024}},
+    {"metrics", F_METRICS, CLI_TRAIN, FLAG_TEXT, {0}},
+    {"timeout", F_TIMEOUT, CLI_TRAIN, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"progress", F_PROGRESS, CLI_TRAIN, FLAG_SWITCH, {0}},
+    {"ranks", F_RANKS, CLI_COMPARE, FLAG_INTEGER, {.min = 2, .max = 1024}},
+    {"out", F_OUT, CLI_COMPARE, FLAG_TEXT, {0}},
+    {"no-plot", F_NO_PLOT, CLI_COMPARE, FLAG_SWITCH, {0}},
+    {"help", F_HELP, BOTH, FLAG_SWITCH, {0}},
+};
+enum { FLAG_COUNT = sizeof flags / sizeof flags[0] };
+
+typedef union flag_value {
+    long long integer;
+    double real;
+    const char *text;
+    int choice;
+} flag_value;
+
+/* Parses all of `text` as an integer in [f->valid.min, f->valid.max]. */
+static bool parse_integer(const char *command, const cli_flag *f, const char *text, long long *value)
 {
     char *end;
     errno = 0;
-    const double value = strtod(text, &end);
-    if (errno || end == text || *end) {
-        fprintf(stderr, "syncbn: --%s needs a number, got '%s'\n", name, text);
-        *ok = false;
+    *value = strtoll(text, &end, 10);
+    if (end == text || *end || isspace((unsigned char)text[0])) {
+        fprintf(stderr, "syncbn %s: --%s: '%s' is not an integer\n", command, f->name, text);
+        return false;
     }
-    return value;
+    if (errno == ERANGE || *value < f->valid.min || *value > f->valid.max) {
+        fprintf(stderr, "syncbn %s: --%s: '%s' is out of range (valid: %lld to %lld)\n", command, f->name, text,
+                f->valid.min, f->valid.max);
+        return false;
+    }
+    return true;
 }
 
-static long long parse_integer(const char *text, const char *name, bool *ok)
+/* Parses all of `text` as a finite number between f->valid.low and f->valid.high. */
+static bool parse_real(const char *command, const cli_flag *f, const char *text, double *value)
 {
     char *end;
     errno = 0;
-    const long long value = strtoll(text, &end, 10);
-    if (errno || end == text || *end || value < 0) {
-        fprintf(stderr, "syncbn: --%s needs a non-negative integer, got '%s'\n", name, text);
-        *ok = false;
+    *value = strtod(text, &end);
+    if (end == text || *end || isspace((unsigned char)text[0])) {
+        fprintf(stderr, "syncbn %s: --%s: '%s' is not a number\n", command, f->name, text);
+        return false;
     }
-    return value;
+    if (!isfinite(*value) && errno != ERANGE) { /* inf, nan */
+        fprintf(stderr, "syncbn %s: --%s: '%s' is not a finite number\n", command, f->name, text);
+        return false;
+    }
+    const bool above = f->valid.low_open ? *value > f->valid.low : *value >= f->valid.low;
+    const bool below = f->valid.high_open ? *value < f->valid.high : *value <= f->valid.high;
+    if (errno == ERANGE || !above || !below) { /* ERANGE: overflow (1e999) or underflow (1e-999) */
+        fprintf(stderr, "syncbn %s: --%s: '%s' is out of range (valid: %s %g", command, f->name, text,
+                f->valid.low_open ? ">" : ">=", f->valid.low);
+        if (isfinite(f->valid.high)) fprintf(stderr, " and %s %g", f->valid.high_open ? "<" : "<=", f->valid.high);
+        fprintf(stderr, ")\n");
+        return false;
+    }
+    return true;
 }
 
-static const struct option common_options[] = {
-    {"model", required_argument, NULL, 'm'},      {"batch", required_argument, NULL, 'b'},
-    {"epochs", required_argument, NULL, 'e'},     {"steps", required_argument, NULL, 's'},
-    {"train-samples", required_argument, NULL, 'N'}, {"lr", required_argument, NULL, 'l'},
-    {"lr-schedule", required_argument, NULL, 'L'}, {"momentum", required_argument, NULL, 'M'},
-    {"weight-decay", required_argument, NULL, 'w'}, {"seed", required_argument, NULL, 'S'},
-    {"data", required_argument, NULL, 'd'},       {"threads", required_argument, NULL, 't'},
-    {"help", no_argument, NULL, 'h'}};
-
-void cli_options(struct option *out, const struct option *specific)
+static bool parse_choice(const char *command, const cli_flag *f, const char *text, int *value)
 {
-    const int common = (int)(sizeof common_options / sizeof common_options[0]);
-    int k = 0;
-    for (; k < common; k++) out[k] = common_options[k];
-    for (int j = 0; specific[j].name && k < CLI_MAX_OPTIONS - 1; j++) out[k++] = specific[j];
-    out[k] = (struct option){NULL, 0, NULL, 0};
+    int count = 0;
+    for (; f->valid.choices[count].text; count++)
+        if (strcmp(text, f->valid.choices[count].text) == 0) {
+            *value = f->valid.choices[count].value;
+            return true;
+        }
+    fprintf(stderr, "syncbn %s: --%s must be ", command, f->name);
+    for (int k = 0; k < count; k++)
+        fprintf(stderr, "%s%s", k == 0 ? "" : k + 1 < count ? ", " : " or ", f->valid.choices[k].text);
+    fprintf(stderr, ", got '%s'\n", text);
+    return false;
 }
 
-int cli_parse_common(int option, const char *value, sbn_train_options *o)
+static bool parse_value(const char *command, const cli_flag *f, const char *text, flag_value *value)
 {
-    bool ok = true;
-    switch (option) {
-    case 'm':
-        if (strcmp(value, "seed") == 0) o->model = SBN_MODEL_SEED;
-        else if (strcmp(value, "convnet") == 0) o->model = SBN_MODEL_CONVNET;
-        else {
-            fprintf(stderr, "syncbn: --model must be seed or convnet, got '%s'\n", value);
-            ok = false;
-        }
-        break;
-    case 'b': o->global_batch = parse_integer(value, "batch", &ok); break;
-    case 'e': o->epochs = parse_integer(value, "epochs", &ok); break;
-    case 's': o->max_steps = parse_integer(value, "steps", &ok); break;
-    case 'N': o->train_samples = parse_integer(value, "train-samples", &ok); break;
-    case 'l': o->lr = parse_number(value, "lr", &ok); break;
-    case 'M': o->momentum = parse_number(value, "momentum", &ok); break;
-    case 'w': o->weight_decay = parse_number(value, "weight-decay", &ok); break;
-    case 'S': o->seed = (uint64_t)parse_integer(value, "seed", &ok); break;
-    case 'd': o->data_dir = value; break;
-    case 'L':
-        if (strcmp(value, "cosine") == 0) o->lr_schedule = SBN_LR_COSINE;
-        else if (strcmp(value, "constant") == 0) o->lr_schedule = SBN_LR_CONSTANT;
-        else {
-            fprintf(stderr, "syncbn: --lr-schedule must be cosine or constant, got '%s'\n", value);
-            ok = false;
-        }
-        break;
-    case 't': o->threads = (int)parse_integer(value, "threads", &ok); break;
-    default: return 0;
+    switch (f->kind) {
+    case FLAG_SWITCH: return true;
+    case FLAG_TEXT:
+        value->text = text;
+        if (!*text) fprintf(stderr, "syncbn %s: --%s: the value is empty\n", command, f->name);
+        return *text != '\0';
+    case FLAG_CHOICE: return parse_choice(command, f, text, &value->choice);
+    case FLAG_INTEGER: return parse_integer(command, f, text, &value->integer);
+    case FLAG_REAL: return parse_real(command, f, text, &value->real);
     }
-    return ok ? 1 : -1;
+    return false;
+}
+
+/* Stores a parsed value; the casts to int are safe: those flags' ranges fit an int. */
+static void assign(cli_settings *s, flag_id id, flag_value v)
+{
+    sbn_train_options *o = &s->train;
+    switch (id) {
+    case F_MODEL: o->model = (sbn_model_kind)v.choice; break;
+    case F_NORM: o->norm = (sbn_norm)v.choice; break;
+    case F_GROUP_SIZE: o->group_size = (int)v.integer; break;
+    case F_BATCH: o->global_batch = v.integer; break;
+    case F_EPOCHS: o->epochs = v.integer; break;
+    case F_STEPS: o->max_steps = v.integer; break;
+    case F_TRAIN_SAMPLES: o->train_samples = v.integer; break;
+    case F_LR: o->lr = v.real; break;
+    case F_LR_SCHEDULE: o->lr_schedule = (sbn_lr_schedule)v.choice; break;
+    case F_MOMENTUM: o->momentum = v.real; break;
+    case F_WEIGHT_DECAY: o->weight_decay = v.real; break;
+    case F_SEED: o->seed = (uint64_t)v.integer; break;
+    case F_DATA: o->data_dir = v.text; break;
+    case F_THREADS: o->threads = (int)v.integer; break;
+    case F_METRICS: o->metrics_path = v.text; break;
+    case F_TIMEOUT: s->timeout = v.real; break;
+    case F_PROGRESS: o->progress = true; break;
+    case F_RANKS: s->ranks = (int)v.integer; break;
+    case F_OUT: s->out = v.text; break;
+    case F_NO_PLOT: s->plot = false; break;
+    case F_HELP: break;
+    }
+}
+
+cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_settings *s, void (*print_usage)(FILE *out))
+{
+    const char *name = command == CLI_TRAIN ? "train" : "compare";
+    *s = (cli_settings){
+        .train = sbn_train_defaults(), .timeout = 600.0, .ranks = 4, .out = "out/compare", .plot = true};
+    struct option options[FLAG_COUNT + 1];
+    int count = 0;
+    for (int k = 0; k < FLAG_COUNT; k++) {
+        if (!(flags[k].commands & (unsigned)command)) continue;
+        const int takes = flags[k].kind == FLAG_SWITCH ? no_argument : required_argument;
+        options[count++] = (struct option){flags[k].name, takes, NULL, (int)flags[k].id};
+    }
+    options[count] = (struct option){NULL, 0, NULL, 0};
+    optind = 1;
+    for (int id; (id = getopt_long(argc, argv, "", options, NULL)) != -1;) {
+        const cli_flag *f = NULL;
+        for (int k = 0; k < FLAG_COUNT && !f; k++)
+            if ((int)flags[k].id == id) f = &flags[k];
+        if (!f) { /* getopt said why */
+            print_usage(stderr);
+            return CLI_USAGE_ERROR;
+        }
+        if (f->id == F_HELP) {
+            print_usage(stdout);
+            return CLI_HELP;
+        }
+        flag_value value = {0};
+        if (!parse_value(name, f, optarg, &value)) return CLI_USAGE_ERROR;
+        assign(s, f->id, value);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "syncbn %s: unexpected argument '%s'\n", name, argv[optind]);
+        print_usage(stderr);
+        return CLI_USAGE_ERROR;
+    }
+    return CLI_RUN;
 }
 
 int main(int argc, char **argv)

@@ -1,5 +1,4 @@
 /* `syncbn train`: one run, P ranks under mpiexec. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +15,10 @@ static void train_usage(FILE *out)
             "B/P samples of every global batch of B; gradients are averaged in one allreduce per step.\n\n"
             "  --model seed|convnet   network (default convnet)\n"
             "  --norm bn|sync|none    plain BN per rank, SyncBN over the ranks, or no BN (default bn)\n"
-            "  --group-size G         SyncBN over groups of G consecutive ranks (default: all)\n"
+            "  --group-size G         SyncBN over groups of G consecutive ranks, G >= 1 dividing P\n"
+            "                         (default: all ranks)\n"
             "  --batch B              global batch, divisible by P (default 32)\n"
-            "  --epochs E             epochs (default 1)\n"
+            "  --epochs E             epochs, 1 to 1000000 (default 1)\n"
             "  --steps N              stop after N steps (default: run the epochs)\n"
             "  --train-samples N      train on the first N training images only\n"
             "  --lr X                 learning rate (default 0.01)\n"
@@ -27,9 +27,9 @@ static void train_usage(FILE *out)
             "  --weight-decay X       weight decay (default 5e-4)\n"
             "  --seed S               initialization and data order (default 1)\n"
             "  --data DIR             IDX folder (default %s)\n"
-            "  --threads T            OpenMP and OpenBLAS threads per rank (default 1)\n"
+            "  --threads T            OpenMP threads per rank, 1 to 1024 (default 1)\n"
             "  --metrics FILE         per-step JSON lines, written by rank 0\n"
-            "  --timeout SECONDS      how long a collective waits for its peers (default 600)\n"
+            "  --timeout SECONDS      how long a collective waits for its peers, > 0 (default 600)\n"
             "  --progress             progress bar on rank 0 (when stderr is a terminal)\n"
             "  --help                 this text\n",
             SBN_FASHION_MNIST_DIR);
@@ -37,46 +37,16 @@ static void train_usage(FILE *out)
 
 int cli_train(int argc, char **argv)
 {
-    sbn_train_options o = sbn_train_defaults();
-    double timeout = 600.0;
-    static const struct option train_options[] = {
-        {"norm", required_argument, NULL, 'n'},    {"group-size", required_argument, NULL, 'g'},
-        {"metrics", required_argument, NULL, 'o'}, {"timeout", required_argument, NULL, 'T'},
-        {"progress", no_argument, NULL, 'p'},      {NULL, 0, NULL, 0}};
-    struct option long_options[CLI_MAX_OPTIONS];
-    cli_options(long_options, train_options);
-    optind = 1;
-    for (int opt; (opt = getopt_long(argc, argv, "", long_options, NULL)) != -1;) {
-        const int common = cli_parse_common(opt, optarg, &o);
-        if (common == 1) continue;
-        if (common == -1) return EXIT_USAGE;
-        if (opt == 'n' && strcmp(optarg, "bn") == 0) o.norm = SBN_NORM_BN;
-        else if (opt == 'n' && strcmp(optarg, "sync") == 0) o.norm = SBN_NORM_SYNC;
-        else if (opt == 'n' && strcmp(optarg, "none") == 0) o.norm = SBN_NORM_NONE;
-        else if (opt == 'g') o.group_size = atoi(optarg);
-        else if (opt == 'o') o.metrics_path = optarg;
-        else if (opt == 'T') timeout = atof(optarg);
-        else if (opt == 'p') o.progress = true;
-        else if (opt == 'h') {
-            train_usage(stdout);
-            return 0;
-        } else {
-            if (opt == 'n') fprintf(stderr, "syncbn train: --norm must be bn, sync or none, got '%s'\n", optarg);
-            train_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "syncbn train: unexpected argument '%s'\n", argv[optind]);
-        train_usage(stderr);
-        return EXIT_USAGE;
-    }
+    cli_settings settings;
+    const cli_parse_result parsed = cli_parse(CLI_TRAIN, argc, argv, &settings, train_usage);
+    if (parsed != CLI_RUN) return parsed == CLI_HELP ? 0 : EXIT_USAGE;
+    const sbn_train_options *o = &settings.train;
     MPI_Init(NULL, NULL);
     sbn_comm *world = NULL;
     sbn_train_result result;
     sbn_status st = sbn_comm_create_mpi(MPI_COMM_WORLD, &world);
-    if (st == SBN_OK) st = sbn_comm_set_timeout(world, timeout);
-    if (st == SBN_OK) st = sbn_train_run(&o, world, &result);
+    if (st == SBN_OK) st = sbn_comm_set_timeout(world, settings.timeout);
+    if (st == SBN_OK) st = sbn_train_run(o, world, &result);
     const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
     if (st != SBN_OK) fprintf(stderr, "syncbn train (rank %d): %s: %s\n", rank, sbn_status_str(st), sbn_errmsg());
     else if (rank == 0)
