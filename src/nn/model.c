@@ -130,7 +130,11 @@ sbn_status sbn_model_create(sbn_model_kind kind, int64_t in_channels, int64_t he
     reserve_parameters(m, linear, classes * features, classes);
     m->params = calloc((size_t)m->param_count, sizeof *m->params);
     m->grads = calloc((size_t)m->param_count, sizeof *m->grads);
-    sbn_status st = m->params && m->grads ? SBN_OK : sbn_fail(SBN_ERR_NOMEM, "no memory for parameters");
+    if (!m->params || !m->grads) {
+        sbn_model_destroy(m);
+        return sbn_fail(SBN_ERR_NOMEM, "no memory for parameters");
+    }
+    sbn_status st = SBN_OK;
     for (int k = 0; st == SBN_OK && k < m->layer_count; k++)
         if (m->layers[k].kind == LAYER_BN) st = sbn_bn_create(m->layers[k].out_c, NULL, NULL, &m->layers[k].bn);
     if (st == SBN_OK) init_parameters(m, seed);
@@ -163,6 +167,13 @@ void sbn_model_destroy(sbn_model *m)
     free(m);
 }
 
+/* Copies a BN layer's per-channel buffer; either may be NULL (a layer that
+ * is not affine or does not track running statistics has none): no copy. */
+static void copy_channels(float *to, const float *from, int64_t channels)
+{
+    if (to && from) memcpy(to, from, (size_t)channels * sizeof *to);
+}
+
 sbn_status sbn_model_convert_sync_batchnorm(sbn_model *m, sbn_comm *comm)
 {
     if (!m) return sbn_fail(SBN_ERR_ARG, "model is NULL");
@@ -173,9 +184,8 @@ sbn_status sbn_model_convert_sync_batchnorm(sbn_model *m, sbn_comm *comm)
         const sbn_bn_options options = sbn_bn_get_options(old);
         sbn_status st = sbn_bn_create(l->out_c, &options, comm, &converted);
         if (st != SBN_OK) return st;
-        const size_t bytes = (size_t)l->out_c * sizeof(float);
-        memcpy(sbn_bn_running_mean(converted), sbn_bn_running_mean(old), bytes);
-        memcpy(sbn_bn_running_var(converted), sbn_bn_running_var(old), bytes);
+        copy_channels(sbn_bn_running_mean(converted), sbn_bn_running_mean(old), l->out_c); /* NULL: untracked */
+        copy_channels(sbn_bn_running_var(converted), sbn_bn_running_var(old), l->out_c);
         sbn_bn_set_num_batches_tracked(converted, sbn_bn_num_batches_tracked(old));
         sbn_bn_destroy(old);
         l->bn = converted;
@@ -253,8 +263,8 @@ static sbn_status layer_forward(sbn_model *m, layer *l, const float *x, int64_t 
     case LAYER_CONV:
         return sbn_conv2d_forward(l->output, l->cols, x, weight, bias, conv_dims(l, n));
     case LAYER_BN: {
-        memcpy(sbn_bn_weight(l->bn), weight, (size_t)l->out_c * sizeof(float));
-        memcpy(sbn_bn_bias(l->bn), bias, (size_t)l->out_c * sizeof(float));
+        copy_channels(sbn_bn_weight(l->bn), weight, l->out_c); /* the model's copy is unused when not affine */
+        copy_channels(sbn_bn_bias(l->bn), bias, l->out_c);
         const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS};
         return sbn_bn_forward(l->bn, shape, x, l->output, training);
     }
@@ -304,9 +314,10 @@ static sbn_status layer_backward(sbn_model *m, layer *l, const float *x, const f
         const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS};
         sbn_status st = sbn_bn_backward(l->bn, shape, x, dy, dx);
         if (st != SBN_OK) return st;
-        for (int64_t c = 0; c < l->out_c; c++) {
-            dweight[c] += sbn_bn_grad_weight(l->bn)[c];
-            dbias[c] += sbn_bn_grad_bias(l->bn)[c];
+        const float *grad_weight = sbn_bn_grad_weight(l->bn), *grad_bias = sbn_bn_grad_bias(l->bn);
+        for (int64_t c = 0; grad_weight && grad_bias && c < l->out_c; c++) { /* NULL when not affine */
+            dweight[c] += grad_weight[c];
+            dbias[c] += grad_bias[c];
         }
         return SBN_OK;
     }

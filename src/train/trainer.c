@@ -39,9 +39,10 @@ static sbn_status check_options(const sbn_train_options *o, int ranks)
     if (o->epochs < 1 && o->max_steps < 1) return sbn_fail(SBN_ERR_ARG, "nothing to run: epochs and steps are 0");
     if (o->epochs < 0 || o->max_steps < 0 || o->train_samples < 0)
         return sbn_fail(SBN_ERR_ARG, "epochs, steps and train samples must be >= 0");
-    if (!(o->lr > 0) || !(o->momentum >= 0 && o->momentum < 1) || !(o->weight_decay >= 0))
-        return sbn_fail(SBN_ERR_ARG, "need lr > 0, 0 <= momentum < 1, weight decay >= 0 (got %g, %g, %g)", o->lr,
-                        o->momentum, o->weight_decay);
+    if (!(o->lr > 0 && isfinite(o->lr)) || !(o->momentum >= 0 && o->momentum < 1) ||
+        !(o->weight_decay >= 0 && isfinite(o->weight_decay)))
+        return sbn_fail(SBN_ERR_ARG, "need a finite lr > 0, 0 <= momentum < 1 and a finite weight decay >= 0 "
+                        "(got %g, %g, %g)", o->lr, o->momentum, o->weight_decay);
     if (o->lr_schedule != SBN_LR_CONSTANT && o->lr_schedule != SBN_LR_COSINE)
         return sbn_fail(SBN_ERR_ARG, "unknown learning-rate schedule %d", (int)o->lr_schedule);
     if (o->threads < 1 || o->threads > 1024) return sbn_fail(SBN_ERR_ARG, "threads must be in [1, 1024]");
@@ -81,16 +82,16 @@ static sbn_status evaluate(run_state *s, sbn_comm *world, int64_t chunk, double 
     const int64_t pixels = d->height * d->width, classes = sbn_model_classes(s->model);
     double totals[3] = {0, 0, 0}; /* correct, loss sum, samples */
     sbn_status st = SBN_OK;
-    for (int64_t start = first; st == SBN_OK && start < last; start += chunk) {
+    for (int64_t start = first; start < last; start += chunk) {
         const int64_t n = last - start < chunk ? last - start : chunk;
-        const float *logits;
-        double mean_loss;
-        int64_t correct;
+        const float *logits = NULL;
+        double mean_loss = 0.0;
+        int64_t correct = 0;
         st = sbn_model_forward(s->model, d->images + start * pixels, n, false, &logits);
         if (st == SBN_OK) st = sbn_cross_entropy(s->dlogits, &mean_loss, &correct, logits, d->labels + start, n, classes);
+        if (st != SBN_OK) return st; /* its message stays in sbn_errmsg() */
         totals[0] += (double)correct, totals[1] += mean_loss * (double)n, totals[2] += (double)n;
     }
-    if (st != SBN_OK) return st;
     if ((st = sbn_comm_allreduce_sum_double(world, totals, 3)) != SBN_OK) return st;
     *accuracy = totals[2] > 0 ? totals[0] / totals[2] : 0.0;
     *loss = totals[2] > 0 ? totals[1] / totals[2] : 0.0;
@@ -138,6 +139,11 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
     sbn_status st = sbn_dataset_load_split(&s->train, o->data_dir, "train");
     if (st == SBN_OK) st = sbn_dataset_load_split(&s->test, o->data_dir, "t10k");
     if (st != SBN_OK) return st;
+    if (s->test.height != s->train.height || s->test.width != s->train.width || s->test.classes > s->train.classes)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: the test images (%lldx%lld, %lld classes) do not match the training "
+                        "images (%lldx%lld, %lld classes)", o->data_dir, (long long)s->test.height,
+                        (long long)s->test.width, (long long)s->test.classes, (long long)s->train.height,
+                        (long long)s->train.width, (long long)s->train.classes);
     if (o->train_samples > 0 && o->train_samples < s->train.count) s->train.count = o->train_samples;
     const sbn_norm created_norm = o->norm == SBN_NORM_SYNC ? SBN_NORM_BN : o->norm;
     st = sbn_model_create(o->model, 1, s->train.height, s->train.width, s->train.classes, created_norm, NULL, o->seed,
@@ -180,9 +186,9 @@ static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm 
     const int ranks = sbn_comm_size(world);
     const int64_t local = o->global_batch / ranks, count = sbn_model_parameter_count(s->model);
     sbn_dataset_gather(s->images, s->labels, &s->train, indices, local);
-    const float *logits;
-    double local_loss;
-    int64_t correct;
+    const float *logits = NULL;
+    double local_loss = 0.0;
+    int64_t correct = 0;
     sbn_status st = sbn_model_forward(s->model, s->images, local, true, &logits);
     if (st == SBN_OK)
         st = sbn_cross_entropy(s->dlogits, &local_loss, &correct, logits, s->labels, local, s->train.classes);
@@ -202,24 +208,34 @@ static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm 
     return SBN_OK;
 }
 
-sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result)
+/* The steps of the run: epochs x batches per epoch, or max_steps when it is
+ * smaller or epochs is 0. SBN_ERR_ARG when the product overflows. */
+static sbn_status total_steps(const sbn_train_options *o, int64_t per_epoch, int64_t *total)
 {
-    if (!options || !world || !result) return sbn_fail(SBN_ERR_ARG, "train: NULL argument");
-    memset(result, 0, sizeof *result);
-    sbn_status st = check_options(options, sbn_comm_size(world));
-    if (st != SBN_OK) return st;
-    /* Parallelism is ours (OpenMP over samples and channels); BLAS stays single-threaded. */
-    omp_set_num_threads(options->threads);
-    openblas_set_num_threads(1);
+    if (per_epoch < 1) return sbn_fail(SBN_ERR_ARG, "no batch in an epoch");
+    if (o->epochs == 0) { /* run max_steps (check_options made sure it is >= 1) */
+        *total = o->max_steps;
+        return SBN_OK;
+    }
+    if (__builtin_mul_overflow(o->epochs, per_epoch, total))
+        return sbn_fail(SBN_ERR_ARG, "%lld epochs of %lld steps overflow the step count", (long long)o->epochs,
+                        (long long)per_epoch);
+    if (o->max_steps > 0 && o->max_steps < *total) *total = o->max_steps;
+    return SBN_OK;
+}
+
+static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result)
+{
     run_state s;
     memset(&s, 0, sizeof s);
-    if ((st = setup(&s, options, world)) != SBN_OK) {
+    int64_t total = 0;
+    sbn_status st = setup(&s, options, world);
+    const int64_t per_epoch = s.sampler.batches_per_epoch;
+    if (st == SBN_OK) st = total_steps(options, per_epoch, &total);
+    if (st != SBN_OK) {
         run_state_free(&s);
         return st;
     }
-    const int64_t per_epoch = s.sampler.batches_per_epoch;
-    int64_t total = per_epoch * (options->epochs > 0 ? options->epochs : INT64_MAX / per_epoch - 1);
-    if (options->max_steps > 0 && options->max_steps < total) total = options->max_steps;
     const bool progress = options->progress && sbn_comm_rank(world) == 0 && isatty(STDERR_FILENO);
     const double start = seconds_now();
     double train_seconds = 0.0, loss = 0.0, accuracy = 0.0;
@@ -253,5 +269,22 @@ sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_
                 (long long)result->steps, result->final_train_loss, result->test_accuracy, result->test_loss,
                 result->ms_per_step, result->running_mean_spread);
     run_state_free(&s);
+    return st;
+}
+
+sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result)
+{
+    if (!options || !world || !result) return sbn_fail(SBN_ERR_ARG, "train: NULL argument");
+    memset(result, 0, sizeof *result);
+    sbn_status st = check_options(options, sbn_comm_size(world));
+    if (st != SBN_OK) return st;
+    /* Parallelism is ours (OpenMP over samples and channels); BLAS stays
+     * single-threaded. Both settings are the caller's: restored on return. */
+    const int caller_omp_threads = omp_get_max_threads(), caller_blas_threads = openblas_get_num_threads();
+    omp_set_num_threads(options->threads);
+    openblas_set_num_threads(1);
+    st = train(options, world, result);
+    openblas_set_num_threads(caller_blas_threads);
+    omp_set_num_threads(caller_omp_threads);
     return st;
 }
