@@ -9,7 +9,7 @@
 enum { EXIT_USAGE = 2 };
 
 /* Which subcommand a flag belongs to (a bit set: a flag may belong to both). */
-typedef enum cli_command { CLI_TRAIN = 1, CLI_COMPARE = 2 } cli_command;
+typedef enum cli_command { CLI_TRAIN = 1, CLI_COMPARE = 2, CLI_EVAL = 4 } cli_command;
 
 /* Everything `train` and `compare` read from their command line. */
 typedef struct cli_settings {
@@ -18,6 +18,9 @@ typedef struct cli_settings {
     int ranks;               /* compare: ranks of runs b and c */
     const char *out;         /* compare: output folder */
     bool plot;               /* compare: write compare.png */
+    const char *weights;     /* eval: the weights to evaluate */
+    const char *logits;      /* eval: where to write every test sample's logits (float32) */
+    unsigned long long given; /* which flags the command line set (see cli_given) */
 } cli_settings;
 
 typedef enum cli_parse_result {
@@ -33,7 +36,12 @@ typedef enum cli_parse_result {
 cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_settings *settings,
                            void (*print_usage)(FILE *out));
 
+/* Whether the command line set --flag (name without the dashes). */
+bool cli_given(const cli_settings *settings, const char *flag);
+
 int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_export(int argc, char **argv);
 int cli_compare(int argc, char **argv, const char *self_path);
 
 #endif

@@ -21,7 +21,10 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: syncbn <command> [options]\n\n"
             "commands:\n"
-            "  train     train a model on Fashion-MNIST (run under mpiexec for several ranks)\n"
+            "  train     train a model on Fashion-MNIST (run under mpiexec for several ranks);\n"
+            "            checkpoints, resume after a crash, start from saved weights\n"
+            "  eval      test accuracy and loss of saved weights (a checkpoint or a safetensors file)\n"
+            "  export    write a checkpoint's weights in PyTorch's torch.save format\n"
             "  compare   train the same model as 1 process, as P ranks with BN and as P ranks\n"
             "            with SyncBN, and compare them (what `make demo` runs)\n\n"
             "`syncbn <command> --help` describes each command's options.\n");
@@ -41,7 +44,7 @@ typedef enum flag_id { /* getopt_long's return values */
     F_HELP = 'h',
     F_MODEL = 256, F_NORM, F_GROUP_SIZE, F_BATCH, F_EPOCHS, F_STEPS, F_TRAIN_SAMPLES, F_LR, F_LR_SCHEDULE,
     F_MOMENTUM, F_WEIGHT_DECAY, F_SEED, F_DATA, F_THREADS, F_METRICS, F_TIMEOUT, F_PROGRESS, F_RANKS, F_OUT,
-    F_NO_PLOT
+    F_NO_PLOT, F_CHECKPOINT_DIR, F_CHECKPOINT_EVERY, F_KEEP, F_RESUME, F_INIT, F_WEIGHTS, F_LOGITS
 } flag_id;
 
 typedef struct choice {
@@ -65,7 +68,7 @@ typedef struct cli_flag {
     valid_values valid;
 } cli_flag;
 
-enum { BOTH = CLI_TRAIN | CLI_COMPARE };
+enum { BOTH = CLI_TRAIN | CLI_COMPARE, ALL = CLI_TRAIN | CLI_COMPARE | CLI_EVAL };
 
 static const choice models[] = {{"seed", SBN_MODEL_SEED}, {"convnet", SBN_MODEL_CONVNET}, {NULL, 0}};
 static const choice norms[] = {{"bn", SBN_NORM_BN}, {"sync", SBN_NORM_SYNC}, {"none", SBN_NORM_NONE}, {NULL, 0}};
@@ -89,15 +92,22 @@ static const cli_flag flags[] = {
     {"momentum", F_MOMENTUM, BOTH, FLAG_REAL, {.low = 0.0, .high = 1.0, .high_open = true}},
     {"weight-decay", F_WEIGHT_DECAY, BOTH, FLAG_REAL, {.low = 0.0, .high = INFINITY}},
     {"seed", F_SEED, BOTH, FLAG_INTEGER, {.min = 0, .max = INT64_MAX}},
-    {"data", F_DATA, BOTH, FLAG_TEXT, {0}},
-    {"threads", F_THREADS, BOTH, FLAG_INTEGER, {.min = 1, .max = 1024}},
+    {"data", F_DATA, ALL, FLAG_TEXT, {0}},
+    {"threads", F_THREADS, ALL, FLAG_INTEGER, {.min = 1, .max = 1024}},
     {"metrics", F_METRICS, CLI_TRAIN, FLAG_TEXT, {0}},
-    {"timeout", F_TIMEOUT, CLI_TRAIN, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"timeout", F_TIMEOUT, CLI_TRAIN | CLI_EVAL, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"checkpoint-dir", F_CHECKPOINT_DIR, CLI_TRAIN, FLAG_TEXT, {0}},
+    {"checkpoint-every", F_CHECKPOINT_EVERY, CLI_TRAIN, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
+    {"keep", F_KEEP, CLI_TRAIN, FLAG_INTEGER, {.min = 1, .max = 1000000}},
+    {"resume", F_RESUME, CLI_TRAIN, FLAG_TEXT, {0}},
+    {"init", F_INIT, CLI_TRAIN, FLAG_TEXT, {0}},
+    {"weights", F_WEIGHTS, CLI_EVAL, FLAG_TEXT, {0}},
+    {"logits", F_LOGITS, CLI_EVAL, FLAG_TEXT, {0}},
     {"progress", F_PROGRESS, CLI_TRAIN, FLAG_SWITCH, {0}},
     {"ranks", F_RANKS, CLI_COMPARE, FLAG_INTEGER, {.min = 2, .max = 1024}},
     {"out", F_OUT, CLI_COMPARE, FLAG_TEXT, {0}},
     {"no-plot", F_NO_PLOT, CLI_COMPARE, FLAG_SWITCH, {0}},
-    {"help", F_HELP, BOTH, FLAG_SWITCH, {0}},
+    {"help", F_HELP, ALL, FLAG_SWITCH, {0}},
 };
 enum { FLAG_COUNT = sizeof flags / sizeof flags[0] };
 
@@ -207,13 +217,27 @@ static void assign(cli_settings *s, flag_id id, flag_value v)
     case F_RANKS: s->ranks = (int)v.integer; break;
     case F_OUT: s->out = v.text; break;
     case F_NO_PLOT: s->plot = false; break;
+    case F_CHECKPOINT_DIR: o->checkpoint_dir = v.text; break;
+    case F_CHECKPOINT_EVERY: o->checkpoint_every = v.integer; break;
+    case F_KEEP: o->keep = (int)v.integer; break;
+    case F_RESUME: o->checkpoint_dir = v.text, o->resume = true; break;
+    case F_INIT: o->init_path = v.text; break;
+    case F_WEIGHTS: s->weights = v.text; break;
+    case F_LOGITS: s->logits = v.text; break;
     case F_HELP: break;
     }
 }
 
+bool cli_given(const cli_settings *s, const char *flag)
+{
+    for (int k = 0; k < FLAG_COUNT; k++)
+        if (strcmp(flags[k].name, flag) == 0 && flags[k].id >= F_MODEL) return (s->given >> (flags[k].id - F_MODEL)) & 1u;
+    return false;
+}
+
 cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_settings *s, void (*print_usage)(FILE *out))
 {
-    const char *name = command == CLI_TRAIN ? "train" : "compare";
+    const char *name = command == CLI_TRAIN ? "train" : command == CLI_COMPARE ? "compare" : "eval";
     *s = (cli_settings){
         .train = sbn_train_defaults(), .timeout = 600.0, .ranks = 4, .out = "out/compare", .plot = true};
     struct option options[FLAG_COUNT + 1];
@@ -239,7 +263,18 @@ cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_setti
         }
         flag_value value = {0};
         if (!parse_value(name, f, optarg, &value)) return CLI_USAGE_ERROR;
+        if (f->id == F_CHECKPOINT_DIR && s->train.resume && strcmp(value.text, s->train.checkpoint_dir) != 0) {
+            fprintf(stderr, "syncbn %s: --checkpoint-dir %s conflicts with --resume %s (a resumed run writes its "
+                    "checkpoints where it resumed from)\n", name, value.text, s->train.checkpoint_dir);
+            return CLI_USAGE_ERROR;
+        }
+        if (f->id == F_RESUME && s->train.checkpoint_dir && strcmp(value.text, s->train.checkpoint_dir) != 0) {
+            fprintf(stderr, "syncbn %s: --resume %s conflicts with --checkpoint-dir %s\n", name, value.text,
+                    s->train.checkpoint_dir);
+            return CLI_USAGE_ERROR;
+        }
         assign(s, f->id, value);
+        s->given |= 1ull << (f->id - F_MODEL);
     }
     if (optind < argc) {
         fprintf(stderr, "syncbn %s: unexpected argument '%s'\n", name, argv[optind]);
@@ -260,6 +295,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "train") == 0) return cli_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);
+    if (strcmp(argv[1], "export") == 0) return cli_export(argc - 1, argv + 1);
     if (strcmp(argv[1], "compare") == 0) {
         char self[PATH_MAX];
         const ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -20,6 +20,7 @@
 #include <syncbn/bn.h>
 #include <syncbn/comm.h>
 #include <syncbn/status.h>
+#include <syncbn/tensor_file.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,6 +102,36 @@ void sbn_model_zero_grad(sbn_model *model);
 int sbn_model_bn_count(const sbn_model *model);
 sbn_bn *sbn_model_bn(sbn_model *model, int index);
 int64_t sbn_model_classes(const sbn_model *model);
+
+/* ---------- state dicts, in PyTorch's names ----------
+ * The model's tensors as the twin (bench/pytorch_twin.py) names them in its
+ * state_dict(), in that order:
+ *   conv1.weight (16, in, 3, 3), conv1.bias, bn1.weight, bn1.bias,
+ *   bn1.running_mean, bn1.running_var, bn1.num_batches_tracked (I64 scalar),
+ *   conv2.*, bn2.* (convnet), fc.weight (classes, features), fc.bias.
+ * `parts` selects parameters (weights and biases), buffers (BN running
+ * statistics and counts), or both. */
+enum { SBN_STATE_PARAMETERS = 1, SBN_STATE_BUFFERS = 2, SBN_STATE_ALL = 3 };
+enum { SBN_MODEL_MAX_STATE = 40 };
+typedef struct sbn_model_state {
+    int64_t count;
+    sbn_tensor tensors[SBN_MODEL_MAX_STATE];
+    char names[SBN_MODEL_MAX_STATE][48];
+    int64_t num_batches_tracked[SBN_MODEL_MAX_STATE];
+} sbn_model_state;
+
+/* Views of the model's state (valid while the model lives and is not
+ * converted). Parameters point into `parameters`: the model's own block when
+ * NULL, or another block of the same layout (SGD's momentum buffers); counts
+ * are copied into state. */
+sbn_status sbn_model_state_dict(sbn_model *model, const float *parameters, int parts, sbn_model_state *state);
+
+/* Loads the `parts` of the state from file, strictly as PyTorch's
+ * load_state_dict(strict=True): every tensor present with its dtype and
+ * shape, no other tensor. Checks everything before changing anything: on
+ * error (SBN_ERR_FORMAT naming the file and the tensor) the model and
+ * `parameters` (NULL: the model's own) are unchanged. */
+sbn_status sbn_model_load_state_dict(sbn_model *model, float *parameters, int parts, const sbn_safetensors *file);
 
 /* images (n, in_channels, height, width) -> *logits (n, classes), owned by
  * the model until the next forward. training selects BN's mode. Collective

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <syncbn/comm.h>
+#include <syncbn/data.h>
 #include <syncbn/nn.h>
 #include <syncbn/status.h>
 
@@ -43,6 +44,17 @@ typedef struct sbn_train_options {
     const char *data_dir;
     const char *metrics_path;  /* JSON lines written by rank 0; NULL = none */
     bool progress;             /* a progress bar on rank 0 (only on a terminal) */
+    /* Checkpoints (checkpoint.h): into checkpoint_dir every checkpoint_every
+     * steps (0: 1000), at the end of each epoch and of the run, keeping the
+     * newest `keep` (0: 3). resume: start from the newest good checkpoint in
+     * checkpoint_dir, which must be of the same run. init_path: start from
+     * the weights (and BN buffers) of a safetensors state dict instead of a
+     * fresh initialization. */
+    const char *checkpoint_dir;
+    int64_t checkpoint_every;
+    int keep;
+    bool resume;
+    const char *init_path;
 } sbn_train_options;
 
 /* convnet, BN, B = 32, 1 epoch, lr 0.01 with cosine decay, momentum 0.9,
@@ -50,15 +62,24 @@ typedef struct sbn_train_options {
 sbn_train_options sbn_train_defaults(void);
 
 typedef struct sbn_train_result {
-    int64_t steps;
+    int64_t steps;              /* completed, counting those before a resume */
     double final_train_loss;    /* mean over the global batch of the last step */
     double test_accuracy;       /* 0..1 */
     double test_loss;
     double ms_per_step;
     double running_mean_spread; /* max over BN layers, channels and ranks of |running_mean - rank 0's| */
+    int64_t checkpoints;        /* written by this run */
+    double ms_per_checkpoint;   /* mean time to write one (all ranks' files, fsyncs included) */
 } sbn_train_result;
 
 sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result);
+
+/* Accuracy (0..1) and mean cross-entropy of `model` on `dataset` in eval
+ * mode; rank r of world takes samples [r*N/P, (r+1)*N/P). Collective (one
+ * allreduce). logits: NULL, or dataset->count x classes floats that receive
+ * every sample's logits, on every rank. */
+sbn_status sbn_evaluate(sbn_model *model, const sbn_dataset *dataset, sbn_comm *world, float *logits,
+                        double *accuracy, double *loss);
 
 #ifdef __cplusplus
 }

@@ -11,35 +11,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
-
-typedef enum layer_kind { LAYER_CONV, LAYER_BN, LAYER_RELU, LAYER_MAXPOOL, LAYER_LINEAR } layer_kind;
-
-typedef struct layer {
-    layer_kind kind;
-    int64_t in_c, in_h, in_w, out_c, out_h, out_w; /* per sample */
-    int64_t kernel, stride, padding;
-    int64_t weight_offset, bias_offset, weight_size, bias_size; /* into params / grads */
-    sbn_bn *bn;
-    float *output;   /* (n, out_c, out_h, out_w) */
-    float *cols;     /* conv: im2col of the last forward */
-    int32_t *argmax; /* maxpool */
-} layer;
-
-enum { MAX_LAYERS = 16 };
-
-struct sbn_model {
-    layer layers[MAX_LAYERS];
-    int layer_count;
-    int64_t classes;
-    float *params, *grads;
-    int64_t param_count;
-    int64_t capacity;           /* samples the buffers hold */
-    int64_t batch;              /* samples of the last forward */
-    const float *input;         /* of the last forward */
-    float *gradient_buffers[2]; /* ping-pong dx/dy for backward */
-    float *conv_scratch;
-    bool has_forward;
-};
+#include "nn/model_internal.h"
 
 static int64_t in_size(const layer *l) { return l->in_c * l->in_h * l->in_w; }
 static int64_t out_size(const layer *l) { return l->out_c * l->out_h * l->out_w; }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "train/checkpoint.h"
 
 sbn_train_options sbn_train_defaults(void)
 {
@@ -49,6 +50,9 @@ static sbn_status check_options(const sbn_train_options *o, int ranks)
     if (o->group_size < 0 || (o->group_size > 0 && ranks % o->group_size))
         return sbn_fail(SBN_ERR_ARG, "group size %d does not divide the %d ranks", o->group_size, ranks);
     if (!o->data_dir) return sbn_fail(SBN_ERR_ARG, "data folder is NULL");
+    if (o->checkpoint_every < 0 || o->keep < 0)
+        return sbn_fail(SBN_ERR_ARG, "checkpoint interval and checkpoints kept must be >= 0");
+    if (o->resume && !o->checkpoint_dir) return sbn_fail(SBN_ERR_ARG, "resume needs the checkpoint folder");
     return SBN_OK;
 }
 
@@ -61,6 +65,8 @@ typedef struct run_state {
     float *velocity, *bucket, *images, *dlogits;
     uint8_t *labels;
     FILE *metrics;
+    int64_t first_step; /* 0, or the step a resumed run continues from */
+    int64_t resumed_total_steps;
 } run_state;
 
 static void run_state_free(run_state *s)
@@ -71,31 +77,6 @@ static void run_state_free(run_state *s)
     sbn_sampler_free(&s->sampler);
     free(s->velocity), free(s->bucket), free(s->images), free(s->dlogits), free(s->labels);
     if (s->metrics) fclose(s->metrics);
-}
-
-/* Evaluation in eval mode: rank r takes [r*N/P, (r+1)*N/P) of the test set. */
-static sbn_status evaluate(run_state *s, sbn_comm *world, int64_t chunk, double *accuracy, double *loss)
-{
-    const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
-    const sbn_dataset *d = &s->test;
-    const int64_t first = d->count * rank / ranks, last = d->count * (rank + 1) / ranks;
-    const int64_t pixels = d->height * d->width, classes = sbn_model_classes(s->model);
-    double totals[3] = {0, 0, 0}; /* correct, loss sum, samples */
-    sbn_status st = SBN_OK;
-    for (int64_t start = first; start < last; start += chunk) {
-        const int64_t n = last - start < chunk ? last - start : chunk;
-        const float *logits = NULL;
-        double mean_loss = 0.0;
-        int64_t correct = 0;
-        st = sbn_model_forward(s->model, d->images + start * pixels, n, false, &logits);
-        if (st == SBN_OK) st = sbn_cross_entropy(s->dlogits, &mean_loss, &correct, logits, d->labels + start, n, classes);
-        if (st != SBN_OK) return st; /* its message stays in sbn_errmsg() */
-        totals[0] += (double)correct, totals[1] += mean_loss * (double)n, totals[2] += (double)n;
-    }
-    if ((st = sbn_comm_allreduce_sum_double(world, totals, 3)) != SBN_OK) return st;
-    *accuracy = totals[2] > 0 ? totals[0] / totals[2] : 0.0;
-    *loss = totals[2] > 0 ? totals[1] / totals[2] : 0.0;
-    return SBN_OK;
 }
 
 /* Largest |running_mean[c] on rank r - on rank 0| over BN layers, channels, ranks. */
@@ -133,6 +114,16 @@ static void show_progress(int64_t step, int64_t total, double loss)
     if (step == total) fputc('\n', stderr);
 }
 
+/* Weights (and BN buffers) from a safetensors state dict, e.g. PyTorch's. */
+static sbn_status load_initial_weights(sbn_model *model, const char *path)
+{
+    sbn_safetensors *file;
+    sbn_status st = sbn_safetensors_open(path, &file);
+    if (st == SBN_OK) st = sbn_model_load_state_dict(model, NULL, SBN_STATE_ALL, file);
+    sbn_safetensors_close(file);
+    return st;
+}
+
 static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *world)
 {
     const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
@@ -156,6 +147,7 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
         }
         if (st == SBN_OK) st = sbn_model_convert_sync_batchnorm(s->model, bn_comm);
     }
+    if (st == SBN_OK && o->init_path) st = load_initial_weights(s->model, o->init_path);
     if (st != SBN_OK) return st;
     const int64_t count = sbn_model_parameter_count(s->model), local = o->global_batch / ranks;
     if ((st = sbn_comm_broadcast_float(world, sbn_model_parameters(s->model), count, 0)) != SBN_OK) return st;
@@ -168,8 +160,17 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
     s->dlogits = malloc((size_t)(eval_chunk * s->train.classes) * sizeof *s->dlogits);
     if (!s->velocity || !s->bucket || !s->images || !s->labels || !s->dlogits)
         return sbn_fail(SBN_ERR_NOMEM, "no memory for the training buffers");
+    if (o->resume) {
+        checkpoint_position position;
+        if ((st = checkpoint_load(o, world, s->model, s->velocity, &position)) != SBN_OK) return st;
+        s->first_step = position.step;
+        s->resumed_total_steps = position.total_steps;
+        if (rank == 0) fprintf(stderr, "syncbn: resuming from step %lld\n", (long long)position.step);
+    }
     if (rank == 0 && o->metrics_path && !(s->metrics = fopen(o->metrics_path, "w")))
         return sbn_fail(SBN_ERR_IO, "%s: cannot open the metrics file for writing", o->metrics_path);
+    /* One write per line: a run killed at any moment leaves whole lines. */
+    if (s->metrics) setvbuf(s->metrics, NULL, _IOLBF, 0);
     return SBN_OK;
 }
 
@@ -199,7 +200,8 @@ static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm 
     memcpy(s->bucket, grads, (size_t)count * sizeof *grads);
     s->bucket[count] = (float)local_loss;
     s->bucket[count + 1] = (float)correct;
-    if ((st = sbn_comm_allreduce_sum_float(world, s->bucket, count + 2)) != SBN_OK) return st;
+    if ((st = sbn_comm_allreduce_sum_float(world, s->bucket, count + 2)) != SBN_OK)
+        return sbn_fail_with_cause(st, "gradient allreduce");
     for (int64_t i = 0; i < count; i++) grads[i] = s->bucket[i] / (float)ranks;
     const sbn_sgd_options sgd = {lr, o->momentum, o->weight_decay};
     sbn_sgd_step(sbn_model_parameters(s->model), s->velocity, grads, count, sgd, first_step);
@@ -232,14 +234,18 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
     sbn_status st = setup(&s, options, world);
     const int64_t per_epoch = s.sampler.batches_per_epoch;
     if (st == SBN_OK) st = total_steps(options, per_epoch, &total);
+    if (st == SBN_OK && options->resume && s.resumed_total_steps != total)
+        st = sbn_fail(SBN_ERR_ARG, "the checkpoint's run has %lld steps, this one %lld", (long long)s.resumed_total_steps,
+                      (long long)total);
     if (st != SBN_OK) {
         run_state_free(&s);
         return st;
     }
     const bool progress = options->progress && sbn_comm_rank(world) == 0 && isatty(STDERR_FILENO);
     const double start = seconds_now();
-    double train_seconds = 0.0, loss = 0.0, accuracy = 0.0;
-    int64_t step = 0;
+    double train_seconds = 0.0, checkpoint_seconds = 0.0, loss = 0.0, accuracy = 0.0;
+    const int64_t every = options->checkpoint_every > 0 ? options->checkpoint_every : 1000;
+    int64_t step = s.first_step, checkpoints = 0;
     for (; st == SBN_OK && step < total; step++) {
         const int64_t epoch = step / per_epoch;
         const int64_t *indices;
@@ -248,26 +254,42 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
         const double lr = learning_rate(options, step, total);
         if (st == SBN_OK) st = train_step(&s, options, world, indices, lr, step == 0, &loss, &accuracy);
         train_seconds += seconds_now() - step_start;
-        if (st != SBN_OK) break;
+        if (st != SBN_OK) {
+            st = sbn_fail_with_cause(st, "step %lld", (long long)step + 1);
+            break;
+        }
         if (s.metrics)
             fprintf(s.metrics,
                     "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"accuracy\": %.6g, \"lr\": %g, \"seconds\": %.6f}\n",
                     (long long)step + 1, (long long)epoch, loss, accuracy, lr, seconds_now() - start);
         if (progress && ((step + 1) % 20 == 0 || step + 1 == total)) show_progress(step + 1, total, loss);
+        const int64_t done = step + 1;
+        if (options->checkpoint_dir && (done % every == 0 || done % per_epoch == 0 || done == total)) {
+            const double checkpoint_start = seconds_now();
+            const checkpoint_position position = {done, total, per_epoch};
+            st = checkpoint_save(options, world, s.model, s.velocity, position);
+            checkpoint_seconds += seconds_now() - checkpoint_start;
+            checkpoints++;
+        }
     }
     if (st == SBN_OK) {
+        const int64_t steps_run = step - s.first_step;
         result->steps = step;
         result->final_train_loss = loss;
-        result->ms_per_step = step > 0 ? 1e3 * train_seconds / (double)step : 0.0;
-        st = evaluate(&s, world, 500, &result->test_accuracy, &result->test_loss);
+        result->ms_per_step = steps_run > 0 ? 1e3 * train_seconds / (double)steps_run : 0.0;
+        result->checkpoints = checkpoints;
+        result->ms_per_checkpoint = checkpoints > 0 ? 1e3 * checkpoint_seconds / (double)checkpoints : 0.0;
+        st = sbn_evaluate(s.model, &s.test, world, NULL, &result->test_accuracy, &result->test_loss);
     }
     if (st == SBN_OK) st = running_mean_spread(&s, world, &result->running_mean_spread);
     if (st == SBN_OK && s.metrics)
         fprintf(s.metrics,
                 "{\"final\": true, \"steps\": %lld, \"final_train_loss\": %.9g, \"test_accuracy\": %.6f, "
-                "\"test_loss\": %.6f, \"ms_per_step\": %.4f, \"running_mean_spread\": %.9g}\n",
+                "\"test_loss\": %.6f, \"ms_per_step\": %.4f, \"running_mean_spread\": %.9g, \"checkpoints\": %lld, "
+                "\"ms_per_checkpoint\": %.3f}\n",
                 (long long)result->steps, result->final_train_loss, result->test_accuracy, result->test_loss,
-                result->ms_per_step, result->running_mean_spread);
+                result->ms_per_step, result->running_mean_spread, (long long)result->checkpoints,
+                result->ms_per_checkpoint);
     run_state_free(&s);
     return st;
 }
