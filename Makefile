@@ -2,7 +2,7 @@
 #   make demo   install what is missing, build, run the main job
 #   make test   install what is missing, build (release + ASan/UBSan), run every test and the fuzzers
 #   make fuzz   build the libFuzzer harnesses (clang, tests/fuzz/) and run each FUZZ_SECONDS over its corpus
-#   make bench  build and run the benchmarks (installs PyTorch for the peer runs)
+#   make bench  build and run the benchmarks (PyTorch, oneDNN and a copy as peers)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -44,7 +44,6 @@ demo: build
 	bash scripts/demo.sh $(BUILD)
 
 bench: deps
-	bash scripts/install-deps.sh --bench
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	bash bench/run.sh $(BUILD)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages syncbn needs to build, test and run its demo.
 # Idempotent: does nothing when every package is already installed.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark peers: PyTorch)
+# Usage: scripts/install-deps.sh [--bench]
+# PyTorch (python3-torch) is a test dependency too: the interop test loads our
+# exported files with torch.load and checks logits against PyTorch's.
 set -euo pipefail
 
 packages=(
@@ -12,10 +14,8 @@ packages=(
   libdnnl-dev
   dataset-fashion-mnist
   gnuplot-nox
+  python3 python3-torch python3-numpy
 )
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-numpy)
-fi
 
 missing=()
 for p in "${packages[@]}"; do
