@@ -368,7 +368,11 @@ static void mpi_destroy_backend(sbn_comm *comm)
         /* Sends that timed out may have completed since; what MPI still
          * holds stays allocated (freeing it under MPI would be worse). */
         release_abandoned(state);
-        MPI_Comm_free(&state->mpi); /* pending operations complete before it goes */
+        /* A broken communicator may still have messages in flight to or
+         * from this rank. MPICH reuses a freed context id at once, so the
+         * next duplicate would receive them as its own (wrong sums, then a
+         * hang). A broken one is kept, never freed: a handle is the price. */
+        if (!comm->broken) MPI_Comm_free(&state->mpi); /* pending operations complete before it goes */
     }
     free(state->buffer);
     free(state);
