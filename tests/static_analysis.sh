@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# clang's static analyzer over the trainer and the model, warnings as errors:
+# clang's static analyzer over the trainer, evaluation and the model, warnings as errors:
 # it finds what no run shows, e.g. a value read after the call that should
 # have set it failed. Skipped (77) when clang (with omp.h) is not installed.
 # Usage: static_analysis.sh SOURCE_DIR CBLAS_INCLUDE_DIR
@@ -11,7 +11,7 @@ if ! command -v clang > /dev/null || ! echo '#include <omp.h>' | clang -fopenmp 
   exit 77
 fi
 failures=0
-for file in src/train/trainer.c src/nn/model.c; do
+for file in src/train/trainer.c src/train/evaluate.c src/nn/model.c; do
   if clang --analyze -Xanalyzer -analyzer-werror -std=gnu11 -fopenmp -I"$source_dir/include" -I"$source_dir/src" \
        -I"$cblas_dir" "$source_dir/$file" -o /dev/null; then
     echo "ok: $file"
