@@ -33,7 +33,11 @@ static void test_short_training_learns(void **state)
     sbn_train_options o = sbn_train_defaults();
     o.max_steps = 300; /* 9600 images, a sixth of an epoch */
     o.threads = 2;
-    o.metrics_path = "/tmp/syncbn-test-train.jsonl";
+    char metrics[] = "/tmp/syncbn-test-train-XXXXXX"; /* unique: builds may run this test at the same time */
+    const int fd = mkstemp(metrics);
+    assert_true(fd >= 0);
+    close(fd);
+    o.metrics_path = metrics;
     sbn_train_result r;
     assert_int_equal(sbn_train_run(&o, self, &r), SBN_OK);
     printf("300 steps: test accuracy %.4f, final loss %.4f, %.2f ms/step\n", r.test_accuracy, r.final_train_loss,
@@ -48,6 +52,7 @@ static void test_short_training_learns(void **state)
     int lines = 0, finals = 0;
     while (fgets(line, sizeof line, f)) lines++, finals += strstr(line, "\"final\": true") != NULL;
     fclose(f);
+    unlink(metrics);
     assert_int_equal(lines, 301);
     assert_int_equal(finals, 1);
     sbn_comm_destroy(self);
