@@ -28,3 +28,7 @@ if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; th
   echo "## Training throughput, convnet at B=32 (bench_train vs PyTorch)"
   bash bench/train_throughput.sh "$build" --accuracy
 fi
+
+echo
+echo "## What checkpointing costs convnet training (bench/checkpoint_cost.sh)"
+bash bench/checkpoint_cost.sh "$build"

@@ -162,10 +162,13 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
         return sbn_fail(SBN_ERR_NOMEM, "no memory for the training buffers");
     if (o->resume) {
         checkpoint_position position;
+        const double load_start = seconds_now();
         if ((st = checkpoint_load(o, world, s->model, s->velocity, &position)) != SBN_OK) return st;
         s->first_step = position.step;
         s->resumed_total_steps = position.total_steps;
-        if (rank == 0) fprintf(stderr, "syncbn: resuming from step %lld\n", (long long)position.step);
+        if (rank == 0)
+            fprintf(stderr, "syncbn: resuming from step %lld (checkpoint loaded in %.1f ms)\n", (long long)position.step,
+                    1e3 * (seconds_now() - load_start));
     }
     if (rank == 0 && o->metrics_path && !(s->metrics = fopen(o->metrics_path, "w")))
         return sbn_fail(SBN_ERR_IO, "%s: cannot open the metrics file for writing", o->metrics_path);
