@@ -420,17 +420,32 @@ static int duplicate_returning_errors(MPI_Comm mpi, MPI_Comm *duplicate)
     return rc;
 }
 
-sbn_status sbn_comm_create_mpi(MPI_Comm mpi, sbn_comm **out)
+static sbn_status check_mpi_ready(void)
 {
-    if (!out) return sbn_fail(SBN_ERR_ARG, "out is NULL");
-    *out = NULL;
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
     if (!initialized || finalized) return sbn_fail(SBN_ERR_COMM, "MPI is not initialized (call MPI_Init first)");
+    return SBN_OK;
+}
+
+sbn_status sbn_comm_create_mpi(MPI_Comm mpi, sbn_comm **out)
+{
+    if (!out) return sbn_fail(SBN_ERR_ARG, "out is NULL");
+    *out = NULL;
+    sbn_status st = check_mpi_ready();
+    if (st != SBN_OK) return st;
     if (mpi == MPI_COMM_NULL) return sbn_fail(SBN_ERR_ARG, "mpi is MPI_COMM_NULL");
     MPI_Comm duplicate = MPI_COMM_NULL;
     int rc = duplicate_returning_errors(mpi, &duplicate);
     if (rc != MPI_SUCCESS) return mpi_failure(rc, "MPI_Comm_dup");
     return wrap_mpi(duplicate, SBN_COMM_DEFAULT_TIMEOUT_SECONDS, out);
+}
+
+sbn_status sbn_comm_create_mpi_fortran(MPI_Fint handle, sbn_comm **out)
+{
+    if (!out) return sbn_fail(SBN_ERR_ARG, "out is NULL");
+    *out = NULL;
+    sbn_status st = check_mpi_ready(); /* MPI_Comm_f2c before MPI_Init is undefined */
+    return st == SBN_OK ? sbn_comm_create_mpi(MPI_Comm_f2c(handle), out) : st;
 }
