@@ -78,7 +78,7 @@ typedef struct sbn_bn_options {
 } sbn_bn_options;
 
 /* eps 1e-5, momentum 0.1, cumulative false, affine true, track true. */
-sbn_bn_options sbn_bn_defaults(void);
+SBN_API sbn_bn_options sbn_bn_defaults(void);
 
 typedef struct sbn_bn sbn_bn;
 
@@ -86,25 +86,25 @@ typedef struct sbn_bn sbn_bn;
  * num_batches_tracked 0. opt NULL means the defaults. comm NULL gives plain
  * BN; otherwise SyncBN over comm, which the layer borrows (keep it alive
  * until the layer is destroyed). Local. */
-sbn_status sbn_bn_create(int64_t channels, const sbn_bn_options *opt, sbn_comm *comm, sbn_bn **out);
-void sbn_bn_destroy(sbn_bn *bn); /* accepts NULL */
+SBN_API sbn_status sbn_bn_create(int64_t channels, const sbn_bn_options *opt, sbn_comm *comm, sbn_bn **out);
+SBN_API void sbn_bn_destroy(sbn_bn *bn); /* accepts NULL */
 
 /* Arrays of `channels` floats owned by the layer; read and write them freely
  * between calls. NULL when the layer has none (not affine / not tracking). */
-float *sbn_bn_weight(sbn_bn *bn);
-float *sbn_bn_bias(sbn_bn *bn);
-float *sbn_bn_running_mean(sbn_bn *bn);
-float *sbn_bn_running_var(sbn_bn *bn);
-float *sbn_bn_grad_weight(sbn_bn *bn);
-float *sbn_bn_grad_bias(sbn_bn *bn);
-int64_t sbn_bn_channels(const sbn_bn *bn);
-sbn_bn_options sbn_bn_get_options(const sbn_bn *bn);
-int64_t sbn_bn_num_batches_tracked(const sbn_bn *bn);
-void sbn_bn_set_num_batches_tracked(sbn_bn *bn, int64_t value); /* a negative value is stored as 0 */
-void sbn_bn_zero_grad(sbn_bn *bn);
+SBN_API float *sbn_bn_weight(sbn_bn *bn);
+SBN_API float *sbn_bn_bias(sbn_bn *bn);
+SBN_API float *sbn_bn_running_mean(sbn_bn *bn);
+SBN_API float *sbn_bn_running_var(sbn_bn *bn);
+SBN_API float *sbn_bn_grad_weight(sbn_bn *bn);
+SBN_API float *sbn_bn_grad_bias(sbn_bn *bn);
+SBN_API int64_t sbn_bn_channels(const sbn_bn *bn);
+SBN_API sbn_bn_options sbn_bn_get_options(const sbn_bn *bn);
+SBN_API int64_t sbn_bn_num_batches_tracked(const sbn_bn *bn);
+SBN_API void sbn_bn_set_num_batches_tracked(sbn_bn *bn, int64_t value); /* a negative value is stored as 0 */
+SBN_API void sbn_bn_zero_grad(sbn_bn *bn);
 
-sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, bool training);
-sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx);
+SBN_API sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, bool training);
+SBN_API sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx);
 
 #ifdef __cplusplus
 }

@@ -42,12 +42,12 @@ extern "C" {
  * model, norm, group size, batch, epochs, steps, train samples,
  * hyperparameters, schedule, seed; the others are left as they are) and
  * the number of ranks it ran on into *ranks. */
-sbn_status sbn_checkpoint_read_options(const char *dir, sbn_train_options *options, int *ranks);
+SBN_API sbn_status sbn_checkpoint_read_options(const char *dir, sbn_train_options *options, int *ranks);
 
 /* The model file of a checkpoint: `path` itself when it is a file, else
  * the model.safetensors of the newest loadable checkpoint in the folder
  * `path`. Writes the path into out (size bytes). */
-sbn_status sbn_checkpoint_model_file(const char *path, char *out, size_t size);
+SBN_API sbn_status sbn_checkpoint_model_file(const char *path, char *out, size_t size);
 
 #ifdef __cplusplus
 }

@@ -34,11 +34,11 @@ typedef struct sbn_dataset {
 
 /* Reads images and labels (both IDX of unsigned bytes, 3-D and 1-D) and
  * normalizes with mean/std. On failure *out is left empty. */
-sbn_status sbn_dataset_load(sbn_dataset *out, const char *images_path, const char *labels_path, double mean,
+SBN_API sbn_status sbn_dataset_load(sbn_dataset *out, const char *images_path, const char *labels_path, double mean,
                             double std);
 /* "train" or "t10k" from a folder in the Fashion-MNIST naming. */
-sbn_status sbn_dataset_load_split(sbn_dataset *out, const char *folder, const char *split);
-void sbn_dataset_free(sbn_dataset *dataset); /* leaves it empty; accepts an empty one */
+SBN_API sbn_status sbn_dataset_load_split(sbn_dataset *out, const char *folder, const char *split);
+SBN_API void sbn_dataset_free(sbn_dataset *dataset); /* leaves it empty; accepts an empty one */
 
 /* The sampler: each epoch one permutation of the dataset from (seed, epoch),
  * identical on every rank. Global batch k = permutation[k*B, (k+1)*B); rank r
@@ -51,15 +51,15 @@ typedef struct sbn_sampler {
 } sbn_sampler;
 
 /* SBN_ERR_ARG unless 1 <= global_batch <= count, ranks divide global_batch, 0 <= rank < ranks. */
-sbn_status sbn_sampler_init(sbn_sampler *sampler, int64_t count, int64_t global_batch, int ranks, int rank,
+SBN_API sbn_status sbn_sampler_init(sbn_sampler *sampler, int64_t count, int64_t global_batch, int ranks, int rank,
                             uint64_t seed);
-void sbn_sampler_free(sbn_sampler *sampler);
+SBN_API void sbn_sampler_free(sbn_sampler *sampler);
 /* The dataset indices of this rank's slice of global batch `batch` of `epoch`
  * (global_batch/ranks of them). */
-sbn_status sbn_sampler_slice(sbn_sampler *sampler, int64_t epoch, int64_t batch, const int64_t **indices);
+SBN_API sbn_status sbn_sampler_slice(sbn_sampler *sampler, int64_t epoch, int64_t batch, const int64_t **indices);
 
 /* Copies samples `indices` into contiguous images/labels. */
-void sbn_dataset_gather(float *images, uint8_t *labels, const sbn_dataset *dataset, const int64_t *indices,
+SBN_API void sbn_dataset_gather(float *images, uint8_t *labels, const sbn_dataset *dataset, const int64_t *indices,
                         int64_t count);
 
 #ifdef __cplusplus

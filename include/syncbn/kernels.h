@@ -33,21 +33,21 @@ extern "C" {
 
 /* mean[c] = sum(x)/count and m2[c] = sum((x - mean[c])^2) over channel c.
  * An empty channel (count 0) gives mean 0, m2 0. */
-sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x);
+SBN_API sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x);
 
 /* y = (x - mean[c]) * invstd[c] * weight[c] + bias[c], computed in double. */
-sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const double *mean,
+SBN_API sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const double *mean,
                                 const double *invstd, const float *weight, const float *bias);
 
 /* Training forward in one call: channel statistics, invstd[c] = 1/sqrt(m2[c]/count + eps),
  * then normalize, with each channel's data still in cache for the second pass
  * (channels-first). Needs count >= 1. mean, m2, invstd are outputs. */
-sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *invstd, sbn_shape shape,
+SBN_API sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *invstd, sbn_shape shape,
                                     const float *x, const float *weight, const float *bias, double eps);
 
 /* sum_dy[c] = sum(dy) and sum_dy_xmu[c] = sum(dy * (x - mean[c])) over channel c.
  * (grad_bias = sum_dy, grad_weight = invstd * sum_dy_xmu.) */
-sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
+SBN_API sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
                                       const float *dy, const double *mean);
 
 /* dx = weight*invstd * (dy - mean_dy[c] - (x - mean[c]) * invstd^2 * mean_dy_xmu[c]),
@@ -55,13 +55,13 @@ sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_sh
  * sum_dy/count and sum_dy_xmu/count (over the global batch for SyncBN).
  * mean_dy == mean_dy_xmu == NULL gives dx = dy * weight * invstd, the gradient
  * through fixed (running) statistics. */
-sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy,
+SBN_API sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy,
                                      const double *mean, const double *invstd, const float *weight,
                                      const double *mean_dy, const double *mean_dy_xmu);
 
 /* Training backward in one call: backward_reduce, then (if dx != NULL)
  * backward_apply with mean_dy = sum_dy/count, channel data still in cache. */
-sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
+SBN_API sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
                                      const float *x, const float *dy, const double *mean,
                                      const double *invstd, const float *weight);
 

@@ -33,41 +33,41 @@ typedef struct sbn_conv2d_dims {
 } sbn_conv2d_dims;
 
 /* Output height/width; < 1 when the kernel does not fit. */
-int64_t sbn_conv2d_out_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding);
+SBN_API int64_t sbn_conv2d_out_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding);
 /* Floats of the im2col buffer: cin*k*k * n*ho*wo. */
-int64_t sbn_conv2d_cols_size(sbn_conv2d_dims d);
+SBN_API int64_t sbn_conv2d_cols_size(sbn_conv2d_dims d);
 
 /* cols: caller's buffer of sbn_conv2d_cols_size floats, written here and read by backward. */
-sbn_status sbn_conv2d_forward(float *y, float *cols, const float *x, const float *weight, const float *bias,
+SBN_API sbn_status sbn_conv2d_forward(float *y, float *cols, const float *x, const float *weight, const float *bias,
                               sbn_conv2d_dims d);
 /* scratch: sbn_conv2d_cols_size floats (only when dx != NULL). */
-sbn_status sbn_conv2d_backward(float *dx, float *dweight, float *dbias, float *scratch, const float *dy,
+SBN_API sbn_status sbn_conv2d_backward(float *dx, float *dweight, float *dbias, float *scratch, const float *dy,
                                const float *cols, const float *weight, sbn_conv2d_dims d);
 
-void sbn_relu_forward(float *y, const float *x, int64_t count);              /* y may alias x */
-void sbn_relu_backward(float *dx, const float *dy, const float *y, int64_t count); /* dx may alias dy */
+SBN_API void sbn_relu_forward(float *y, const float *x, int64_t count);              /* y may alias x */
+SBN_API void sbn_relu_backward(float *dx, const float *dy, const float *y, int64_t count); /* dx may alias dy */
 
 /* argmax: n*c*ho*wo indices into each (h, w) plane, saved for backward. */
-sbn_status sbn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t n, int64_t c, int64_t h,
+SBN_API sbn_status sbn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t n, int64_t c, int64_t h,
                                  int64_t w, int64_t kernel, int64_t stride);
-void sbn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int64_t n, int64_t c, int64_t h,
+SBN_API void sbn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int64_t n, int64_t c, int64_t h,
                             int64_t w, int64_t kernel, int64_t stride);
 
 /* x (n, in), weight (out, in), bias (out) -> y (n, out). */
-sbn_status sbn_linear_forward(float *y, const float *x, const float *weight, const float *bias, int64_t n,
+SBN_API sbn_status sbn_linear_forward(float *y, const float *x, const float *weight, const float *bias, int64_t n,
                               int64_t in, int64_t out);
-sbn_status sbn_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+SBN_API sbn_status sbn_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
                                const float *weight, int64_t n, int64_t in, int64_t out);
 
 /* Mean softmax cross-entropy of logits (n, classes) against labels; writes
  * dlogits = (softmax - onehot)/n, *loss (mean) and *correct (argmax hits).
  * SBN_ERR_ARG for a label >= classes. */
-sbn_status sbn_cross_entropy(float *dlogits, double *loss, int64_t *correct, const float *logits,
+SBN_API sbn_status sbn_cross_entropy(float *dlogits, double *loss, int64_t *correct, const float *logits,
                              const uint8_t *labels, int64_t n, int64_t classes);
 
 typedef struct sbn_sgd_options { double lr, momentum, weight_decay; } sbn_sgd_options;
 /* One step over `count` parameters; velocity holds the momentum buffers. */
-void sbn_sgd_step(float *params, float *velocity, const float *grads, int64_t count, sbn_sgd_options options,
+SBN_API void sbn_sgd_step(float *params, float *velocity, const float *grads, int64_t count, sbn_sgd_options options,
                   bool first_step);
 
 /* ---------- models ---------- */
@@ -84,24 +84,24 @@ typedef struct sbn_model sbn_model;
 /* A model initialized as PyTorch does (kaiming-uniform with a = sqrt(5) for
  * conv and linear weights, uniform(+-1/sqrt(fan_in)) biases; BN weight 1,
  * bias 0) from `seed`. norm NONE leaves BN out; SYNC needs bn_comm. */
-sbn_status sbn_model_create(sbn_model_kind kind, int64_t in_channels, int64_t height, int64_t width,
+SBN_API sbn_status sbn_model_create(sbn_model_kind kind, int64_t in_channels, int64_t height, int64_t width,
                             int64_t classes, sbn_norm norm, sbn_comm *bn_comm, uint64_t seed, sbn_model **out);
-void sbn_model_destroy(sbn_model *model);
+SBN_API void sbn_model_destroy(sbn_model *model);
 
 /* PyTorch's convert_sync_batchnorm: every BN layer becomes SyncBN over comm
  * (comm NULL: back to plain BN), keeping parameters and running statistics. */
-sbn_status sbn_model_convert_sync_batchnorm(sbn_model *model, sbn_comm *comm);
+SBN_API sbn_status sbn_model_convert_sync_batchnorm(sbn_model *model, sbn_comm *comm);
 
 /* All trainable parameters in one flat block, gradients in another of the
  * same layout, so that the gradient allreduce, SGD and broadcasts each walk
  * one buffer. */
-int64_t sbn_model_parameter_count(const sbn_model *model);
-float *sbn_model_parameters(sbn_model *model);
-float *sbn_model_gradients(sbn_model *model);
-void sbn_model_zero_grad(sbn_model *model);
-int sbn_model_bn_count(const sbn_model *model);
-sbn_bn *sbn_model_bn(sbn_model *model, int index);
-int64_t sbn_model_classes(const sbn_model *model);
+SBN_API int64_t sbn_model_parameter_count(const sbn_model *model);
+SBN_API float *sbn_model_parameters(sbn_model *model);
+SBN_API float *sbn_model_gradients(sbn_model *model);
+SBN_API void sbn_model_zero_grad(sbn_model *model);
+SBN_API int sbn_model_bn_count(const sbn_model *model);
+SBN_API sbn_bn *sbn_model_bn(sbn_model *model, int index);
+SBN_API int64_t sbn_model_classes(const sbn_model *model);
 
 /* ---------- state dicts, in PyTorch's names ----------
  * The model's tensors as the twin (bench/pytorch_twin.py) names them in its
@@ -124,21 +124,21 @@ typedef struct sbn_model_state {
  * converted). Parameters point into `parameters`: the model's own block when
  * NULL, or another block of the same layout (SGD's momentum buffers); counts
  * are copied into state. */
-sbn_status sbn_model_state_dict(sbn_model *model, const float *parameters, int parts, sbn_model_state *state);
+SBN_API sbn_status sbn_model_state_dict(sbn_model *model, const float *parameters, int parts, sbn_model_state *state);
 
 /* Loads the `parts` of the state from file, strictly as PyTorch's
  * load_state_dict(strict=True): every tensor present with its dtype and
  * shape, no other tensor. Checks everything before changing anything: on
  * error (SBN_ERR_FORMAT naming the file and the tensor) the model and
  * `parameters` (NULL: the model's own) are unchanged. */
-sbn_status sbn_model_load_state_dict(sbn_model *model, float *parameters, int parts, const sbn_safetensors *file);
+SBN_API sbn_status sbn_model_load_state_dict(sbn_model *model, float *parameters, int parts, const sbn_safetensors *file);
 
 /* images (n, in_channels, height, width) -> *logits (n, classes), owned by
  * the model until the next forward. training selects BN's mode. Collective
  * when the model holds SyncBN and training is true. */
-sbn_status sbn_model_forward(sbn_model *model, const float *images, int64_t n, bool training, const float **logits);
+SBN_API sbn_status sbn_model_forward(sbn_model *model, const float *images, int64_t n, bool training, const float **logits);
 /* Adds the gradients of the last forward, given dlogits, into the gradient block. */
-sbn_status sbn_model_backward(sbn_model *model, const float *dlogits);
+SBN_API sbn_status sbn_model_backward(sbn_model *model, const float *dlogits);
 
 #ifdef __cplusplus
 }

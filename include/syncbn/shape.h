@@ -26,7 +26,7 @@ typedef struct sbn_shape {
 /* Checks n, c, s >= 0, a known layout, and that n*c*s fits in int64 and in
  * the address space. On success *elements (if not NULL) = n*c*s.
  * Errors: SBN_ERR_SHAPE, SBN_ERR_ARG (unknown layout). */
-sbn_status sbn_shape_check(sbn_shape shape, int64_t *elements);
+SBN_API sbn_status sbn_shape_check(sbn_shape shape, int64_t *elements);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,12 @@
 #ifndef SYNCBN_STATUS_H
 #define SYNCBN_STATUS_H
 
+/* Marks the public API: the libraries are built with -fvisibility=hidden,
+ * so only functions declared with SBN_API are exported. */
+#ifndef SBN_API
+#define SBN_API __attribute__((visibility("default")))
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -26,10 +32,10 @@ typedef enum sbn_status {
 } sbn_status;
 
 /* The name of a status code ("SBN_ERR_SHAPE"); never NULL. */
-const char *sbn_status_str(sbn_status status);
+SBN_API const char *sbn_status_str(sbn_status status);
 
 /* The detail of the last error on this thread ("" if none yet); never NULL. */
-const char *sbn_errmsg(void);
+SBN_API const char *sbn_errmsg(void);
 
 #ifdef __cplusplus
 }

@@ -57,41 +57,41 @@ typedef struct sbn_tensor {
 
 typedef struct sbn_metadata_entry { const char *key, *value; } sbn_metadata_entry;
 
-int64_t sbn_dtype_size(sbn_dtype dtype);       /* bytes per element; 0 for an unknown dtype */
-const char *sbn_dtype_name(sbn_dtype dtype);   /* "F32", ... as safetensors spells it */
-int64_t sbn_tensor_numel(const sbn_tensor *tensor);
+SBN_API int64_t sbn_dtype_size(sbn_dtype dtype);       /* bytes per element; 0 for an unknown dtype */
+SBN_API const char *sbn_dtype_name(sbn_dtype dtype);   /* "F32", ... as safetensors spells it */
+SBN_API int64_t sbn_tensor_numel(const sbn_tensor *tensor);
 
 /* Writes tensors and metadata (keys unique, not "__metadata__"-reserved
  * "syncbn.checksum") to path, atomically: a temporary file in the same
  * folder, fsync, rename over path, fsync of the folder. A crash at any
  * moment leaves either the old file or the new one, never a mix. */
-sbn_status sbn_safetensors_write(const char *path, const sbn_tensor *tensors, int64_t count,
+SBN_API sbn_status sbn_safetensors_write(const char *path, const sbn_tensor *tensors, int64_t count,
                                  const sbn_metadata_entry *metadata, int64_t metadata_count);
 
 typedef struct sbn_safetensors sbn_safetensors;
 
 /* Reads and checks a whole file; the tensors' data is aligned for its type. */
-sbn_status sbn_safetensors_open(const char *path, sbn_safetensors **out);
+SBN_API sbn_status sbn_safetensors_open(const char *path, sbn_safetensors **out);
 /* The same from memory (bytes are copied); label names the source in messages. */
-sbn_status sbn_safetensors_parse(const void *bytes, size_t size, const char *label, sbn_safetensors **out);
-void sbn_safetensors_close(sbn_safetensors *file); /* accepts NULL */
+SBN_API sbn_status sbn_safetensors_parse(const void *bytes, size_t size, const char *label, sbn_safetensors **out);
+SBN_API void sbn_safetensors_close(sbn_safetensors *file); /* accepts NULL */
 
-int64_t sbn_safetensors_count(const sbn_safetensors *file);
+SBN_API int64_t sbn_safetensors_count(const sbn_safetensors *file);
 /* Tensors in the order of their data in the file; valid until close. */
-const sbn_tensor *sbn_safetensors_at(const sbn_safetensors *file, int64_t index);
+SBN_API const sbn_tensor *sbn_safetensors_at(const sbn_safetensors *file, int64_t index);
 /* SBN_ERR_FORMAT naming the file when there is no tensor of that name. */
-sbn_status sbn_safetensors_find(const sbn_safetensors *file, const char *name, const sbn_tensor **out);
+SBN_API sbn_status sbn_safetensors_find(const sbn_safetensors *file, const char *name, const sbn_tensor **out);
 /* The metadata value of key, or NULL; valid until close. */
-const char *sbn_safetensors_metadata(const sbn_safetensors *file, const char *key);
+SBN_API const char *sbn_safetensors_metadata(const sbn_safetensors *file, const char *key);
 /* The path it was opened from (the label, for parse). */
-const char *sbn_safetensors_path(const sbn_safetensors *file);
+SBN_API const char *sbn_safetensors_path(const sbn_safetensors *file);
 /* Whether the file carried a checksum (which then matched). */
-int sbn_safetensors_has_checksum(const sbn_safetensors *file);
+SBN_API int sbn_safetensors_has_checksum(const sbn_safetensors *file);
 
 /* Writes a state dict in torch.save's zip format (uncompressed, records
  * 64-byte aligned), atomically as above: an OrderedDict of name -> tensor
  * in the given order. torch.load(path, weights_only=True) returns it. */
-sbn_status sbn_torch_save(const char *path, const sbn_tensor *tensors, int64_t count);
+SBN_API sbn_status sbn_torch_save(const char *path, const sbn_tensor *tensors, int64_t count);
 
 #ifdef __cplusplus
 }

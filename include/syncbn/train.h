@@ -59,7 +59,7 @@ typedef struct sbn_train_options {
 
 /* convnet, BN, B = 32, 1 epoch, lr 0.01 with cosine decay, momentum 0.9,
  * weight decay 5e-4, seed 1, 1 thread, the Fashion-MNIST folder, no metrics file. */
-sbn_train_options sbn_train_defaults(void);
+SBN_API sbn_train_options sbn_train_defaults(void);
 
 typedef struct sbn_train_result {
     int64_t steps;              /* completed, counting those before a resume */
@@ -72,13 +72,13 @@ typedef struct sbn_train_result {
     double ms_per_checkpoint;   /* mean time to write one (all ranks' files, fsyncs included) */
 } sbn_train_result;
 
-sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result);
+SBN_API sbn_status sbn_train_run(const sbn_train_options *options, sbn_comm *world, sbn_train_result *result);
 
 /* Accuracy (0..1) and mean cross-entropy of `model` on `dataset` in eval
  * mode; rank r of world takes samples [r*N/P, (r+1)*N/P). Collective (one
  * allreduce). logits: NULL, or dataset->count x classes floats that receive
  * every sample's logits, on every rank. */
-sbn_status sbn_evaluate(sbn_model *model, const sbn_dataset *dataset, sbn_comm *world, float *logits,
+SBN_API sbn_status sbn_evaluate(sbn_model *model, const sbn_dataset *dataset, sbn_comm *world, float *logits,
                         double *accuracy, double *loss);
 
 #ifdef __cplusplus
