@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   libopenblas-dev zlib1g-dev libcmocka-dev libcjson-dev
   mpi-default-dev mpi-default-bin
+  mpich libmpich-dev
   libdnnl-dev
   dataset-fashion-mnist
   gnuplot-nox

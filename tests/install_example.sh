@@ -3,6 +3,7 @@
 # (CMake find_package and pkg-config), runs it with 1 and 4 ranks, and checks
 # that every rank prints the same running statistics as the 1-rank run.
 # Usage: install_example.sh SOURCE_DIR BUILD_DIR MPIEXEC [MPIEXEC_FLAGS...]
+# $MPICC: the MPI compiler wrapper of the MPI the build used (default mpicc).
 set -euo pipefail
 source_dir=$1 build_dir=$2 mpiexec=$3
 shift 3
@@ -12,9 +13,14 @@ cmake --install "$build_dir" --prefix "$work/prefix" > /dev/null
 cmake -S "$source_dir/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" > /dev/null
 cmake --build "$work/example" > /dev/null
 libdir=$(ls -d "$work"/prefix/lib*/ | head -n 1)
-PKG_CONFIG_PATH="$libdir/pkgconfig" mpicc "$source_dir/examples/syncbn_example.c" \
+PKG_CONFIG_PATH="$libdir/pkgconfig" "${MPICC:-mpicc}" "$source_dir/examples/syncbn_example.c" \
   $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs syncbn) -o "$work/example_pc"
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# One MPI per process: Open MPI's libmpi and MPICH's libmpich together crash in MPI_Init or later.
+for exe in "$work/example/syncbn_example" "$work/example_pc"; do
+  mpis=$(ldd "$exe" | grep -oE 'lib(mpi|mpich)\.so\.[0-9]+' | sort -u)
+  [ "$(printf '%s' "$mpis" | grep -c .)" -eq 1 ] || { echo "FAIL: $exe should load one MPI, loads:" $mpis; exit 1; }
+done
 one=$("$mpiexec" -n 1 "$@" "$work/example/syncbn_example" | sed 's/^rank 0 of 1: 8 samples, //')
 four=$("$mpiexec" -n 4 "$@" "$work/example_pc")
 echo "1 rank: $one"
