@@ -37,8 +37,9 @@ static void compare_usage(FILE *out)
             "  (a) 1 process with the global batch B, BN\n"
             "  (b) P ranks with B/P each, plain BN (each rank normalizes by its own B/P samples)\n"
             "  (c) P ranks with B/P each, SyncBN (statistics over all B samples)\n"
-            "and prints how (b) and (c) compare with (a). Runs go through mpiexec (on PATH, or\n"
-            "$SYNCBN_MPIEXEC). Writes summary.json, steps.csv, run_{a,b,c}.jsonl and compare.png to --out.\n\n"
+            "and prints how (b) and (c) compare with (a). Runs go through $SYNCBN_MPIEXEC, or else\n"
+            "the mpiexec of the MPI this syncbn was built with (" SYNCBN_BUILT_MPIEXEC ").\n"
+            "Writes summary.json, steps.csv, run_{a,b,c}.jsonl and compare.png to --out.\n\n"
             "  --ranks P              ranks of runs b and c, 2 to 1024 (default 4)\n"
             "  --batch B              global batch (default 32)\n"
             "  --epochs E             epochs (default 1)\n"
@@ -53,11 +54,13 @@ static void compare_usage(FILE *out)
             "  --help                 this text\n");
 }
 
-/* mpiexec and the flags it needs here. */
+/* The launcher of the MPI this binary links: another MPI's mpiexec would
+ * start P singletons, each training alone, and (b) and (c) would silently
+ * be runs of one rank. */
 static const char *launcher(void)
 {
     const char *named = getenv("SYNCBN_MPIEXEC");
-    return named && *named ? named : "mpiexec";
+    return named && *named ? named : SYNCBN_BUILT_MPIEXEC;
 }
 
 /* Starts argv[0] (searched on PATH) with argv: no shell, so no argument is
