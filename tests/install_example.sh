@@ -28,4 +28,20 @@ echo "$four"
 [ "$(echo "$four" | wc -l)" -eq 4 ] || { echo "FAIL: expected 4 lines"; exit 1; }
 [ "$(echo "$four" | sed 's/^rank [0-9] of 4: 2 samples, //' | sort -u)" = "$one" ] ||
   { echo "FAIL: 4 ranks differ from 1 rank"; exit 1; }
-echo "OK: installed package builds (CMake and pkg-config) and 4 ranks match 1"
+# Only the API is exported, and the BN library needs neither BLAS nor zlib nor cJSON.
+for lib in "$libdir"/libsyncbn.so "$libdir"/libsyncbn_train.so; do
+  extra=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | grep -v '^sbn_' || true)
+  [ -z "$extra" ] || { echo "FAIL: $lib exports more than the API:" $extra; exit 1; }
+done
+if ldd "$libdir/libsyncbn.so" | grep -qE 'libopenblas|libcjson'; then
+  echo "FAIL: libsyncbn.so links BLAS or cJSON"; exit 1
+fi
+PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --exists --print-errors syncbn_train ||
+  { echo "FAIL: no usable syncbn_train.pc"; exit 1; }
+# The Python package lies beside the library it loads.
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  PYTHONPATH="$libdir/python3/dist-packages" /usr/bin/python3 -c \
+    "import syncbn.torch, syncbn._library as l; assert l.lib._name.startswith('$libdir'), l.lib._name" ||
+    { echo "FAIL: the installed Python package does not load the installed library"; exit 1; }
+fi
+echo "OK: installed package builds (CMake and pkg-config) and 4 ranks match 1; only the API is exported"
