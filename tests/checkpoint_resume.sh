@@ -4,7 +4,8 @@
 # running statistic and num_batches_tracked: the final checkpoint files are
 # byte-identical), and its per-step losses after the resume point are the
 # same. At P = 1, P = 4 with SyncBN and P = 4 with plain BN, resuming from the
-# middle of an epoch (step 15) and from an epoch boundary (step 20).
+# middle of an epoch (step 15) and from an epoch boundary (step 20). Then a
+# change in the number of ranks: fine for SyncBN, refused for plain BN.
 # Usage: checkpoint_resume.sh SYNCBN MPIEXEC [MPIEXEC FLAGS...]
 set -u
 syncbn=$1 mpiexec=$2
@@ -53,5 +54,23 @@ for config in "1 bn" "4 sync" "4 bn"; do
         echo "ok: $ranks ranks, $norm, resumed from step $from: final files byte-identical, $(wc -l <<< "$got") step losses identical"
     done
 done
+# Another number of ranks: allowed for SyncBN (the statistics are global),
+# refused with the reason for plain BN (each rank's statistics are its own).
+for norm in sync bn; do
+    moved="$work/moved-$norm"
+    mkdir -p "$moved"
+    cp -r "$work/full-4-$norm/step-00000020" "$moved/"
+    echo "step-00000020" > "$moved/latest"
+    "$mpiexec" -n 2 "${mpiexec_flags[@]}" "$syncbn" train --resume "$moved" > "$moved.out" 2>&1
+    code=$?
+    if [ "$norm" = sync ]; then
+        [ "$code" -eq 0 ] && [ -f "$moved/step-00000060/model.safetensors" ] ||
+            fail "a 4-rank SyncBN run did not resume on 2 ranks: $(tail -2 "$moved.out")"
+    else
+        [ "$code" -ne 0 ] && grep -q "a plain-BN run of 4 ranks cannot resume on 2" "$moved.out" ||
+            fail "a 4-rank plain-BN run resumed on 2 ranks without the refusal: $(tail -2 "$moved.out")"
+    fi
+done
+echo "ok: a SyncBN run resumes on another number of ranks, a plain-BN run is refused with the reason"
 echo "$failures failed"
 [ "$failures" -eq 0 ]
