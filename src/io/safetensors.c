@@ -178,7 +178,7 @@ sbn_status sbn_safetensors_write(const char *path, const sbn_tensor *tensors, in
             return sbn_fail(SBN_ERR_ARG, "metadata entry %lld: NULL, or the reserved key %s", (long long)i, CHECKSUM_KEY);
     sbn_metadata_entry *sorted = malloc(((size_t)metadata_count + 1) * sizeof *sorted);
     if (!sorted) return sbn_fail(SBN_ERR_NOMEM, "no memory for the metadata");
-    memcpy(sorted, metadata, (size_t)metadata_count * sizeof *sorted);
+    if (metadata_count) memcpy(sorted, metadata, (size_t)metadata_count * sizeof *sorted);
     qsort(sorted, (size_t)metadata_count, sizeof *sorted, compare_entries_by_key);
     for (int64_t i = 1; i < metadata_count; i++)
         if (strcmp(sorted[i - 1].key, sorted[i].key) == 0) {
@@ -378,7 +378,7 @@ static sbn_status verify_checksum(const parse_context *context, sbn_safetensors 
     file->has_checksum = 1;
     sbn_metadata_entry *scratch = malloc(((size_t)file->metadata_count + 1) * sizeof *scratch);
     if (!scratch) return sbn_fail(SBN_ERR_NOMEM, "%s: no memory", context->label);
-    memcpy(scratch, file->metadata, (size_t)file->metadata_count * sizeof *scratch);
+    if (file->metadata_count) memcpy(scratch, file->metadata, (size_t)file->metadata_count * sizeof *scratch);
     char computed[9];
     checksum_text(computed, file->tensors, file->count, scratch, file->metadata_count);
     free(scratch);
