@@ -291,7 +291,8 @@ static sbn_status prune(const char *dir, int keep)
     sbn_status st = SBN_OK;
     for (int i = keep; i < count && st == SBN_OK; i++) st = remove_checkpoint(dir, steps[i]);
     free(steps);
-    return st == SBN_OK ? sbn_file_sync_folder(dir) == SBN_OK ? SBN_OK : st : st;
+    if (st == SBN_OK) st = sbn_file_sync_folder(dir);
+    return st;
 }
 
 sbn_status checkpoint_save(const sbn_train_options *o, sbn_comm *world, sbn_model *model, const float *velocity,
