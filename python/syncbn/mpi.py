@@ -60,6 +60,16 @@ class Communicator:
         check(lib.sbn_comm_allreduce_sum_float(self._handle, ctypes.c_void_p(tensor.data_ptr()), tensor.numel()))
         return tensor
 
+    def __copy__(self):
+        return self  # a group of processes, not a value: copies of a model share it
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a syncbn Communicator cannot be pickled (it is a live group of MPI ranks); "
+                        "save the model's state_dict() instead")
+
     def __del__(self):
         if getattr(self, "_handle", None):
             lib.sbn_comm_destroy(self._handle)

@@ -26,7 +26,14 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "conver
            "revert_sync_batchnorm"]
 
 
+_NO_ELEMENTS = (ctypes.c_float * 1)()  # the address passed for a tensor without elements
+
+
 def _pointer(tensor):
+    """The tensor's data. A tensor with no elements (a SyncBN rank with no samples) has data_ptr() 0,
+    which the library refuses as NULL; it gets a valid address that is never read or written."""
+    if tensor.numel() == 0:
+        return ctypes.cast(_NO_ELEMENTS, ctypes.c_void_p)
     return ctypes.c_void_p(tensor.data_ptr())
 
 
@@ -160,6 +167,14 @@ class _SyncBNBase(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected {self.num_features} channels, got input of shape {tuple(x.shape)}")
         self._make_layer()
         return _BatchNormFunction.apply(x, self.weight, self.bias, self, self.training)
+
+    def __getstate__(self):
+        """For copy.deepcopy and pickling (torch.save(model)): everything but the C layer, which a copy
+        makes afresh at its first call (the torch tensors are the state)."""
+        state = self.__dict__.copy()
+        state["_layer"], state["_calls"] = None, 0
+        state.pop("_layer_options", None)
+        return state
 
     def __del__(self):
         if getattr(self, "_layer", None) is not None:
