@@ -33,8 +33,9 @@ build-asan: deps
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure
 
+# Without the tests labelled long (whole-tool scenarios the release build runs).
 test-asan: build-asan
-	cd $(ASAN_BUILD) && ctest --output-on-failure
+	cd $(ASAN_BUILD) && ctest --output-on-failure -LE long
 
 # MPICH beside Open MPI (which stays the default mpicc/mpiexec): named explicitly, and checked with ldd.
 build-mpich: deps
@@ -45,9 +46,9 @@ build-mpich: deps
 	  if ! ldd $$f | grep -q 'libmpich\.so' || ldd $$f | grep -q 'libmpi\.so'; then \
 	    echo "$$f does not link MPICH alone:"; ldd $$f | grep -i mpi; exit 1; fi; done
 
-# The tests labelled mpi (every test that runs MPI), with MPICH's mpiexec.
+# The tests labelled mpi (every test that runs MPI) but not long, with MPICH's mpiexec.
 test-mpich: build-mpich
-	cd $(MPICH_BUILD) && ctest --output-on-failure -L mpi
+	cd $(MPICH_BUILD) && ctest --output-on-failure -L mpi -LE long
 
 # Harnesses are listed in tests/fuzz/fuzzers.cmake; any crash, leak, timeout or out-of-memory fails.
 fuzz: deps
