@@ -299,24 +299,29 @@ static sbn_status header_status(const message_header *header, size_t element_byt
     return sbn_fail((sbn_status)header->error, "a peer rank failed in this collective");
 }
 
-/* Everything a collective needs before its first message: a size MPI can
- * send, the buffer for the largest well-formed message, and its deadline. */
-static sbn_status begin_collective(sbn_comm *comm, size_t payload_bytes, double *deadline)
+/* Everything a collective needs before its first message: its payload
+ * (count elements of element_bytes, a size MPI can send), the buffer for
+ * the largest well-formed message, and its deadline. */
+static sbn_status begin_collective(sbn_comm *comm, int64_t count, size_t element_bytes, size_t *payload_bytes,
+                                   double *deadline)
 {
     mpi_state *state = state_of(comm);
     release_abandoned(state);
-    sbn_status st = check_message_size(payload_bytes);
-    if (st == SBN_OK) st = reserve_buffer(state, sizeof(message_header) + payload_bytes);
     *deadline = MPI_Wtime() + comm->timeout_seconds;
+    if (__builtin_mul_overflow((size_t)count, element_bytes, payload_bytes))
+        return sbn_fail(SBN_ERR_ARG, "%lld elements of %zu bytes overflow a message size", (long long)count,
+                        element_bytes);
+    sbn_status st = check_message_size(*payload_bytes);
+    if (st == SBN_OK) st = reserve_buffer(state, sizeof(message_header) + *payload_bytes);
     return st;
 }
 
 static sbn_status mpi_broadcast(sbn_comm *comm, float *data, int64_t count, int root)
 {
     if (comm->size == 1) return SBN_OK;
-    const size_t payload_bytes = (size_t)count * sizeof *data;
+    size_t payload_bytes;
     double deadline;
-    sbn_status st = begin_collective(comm, payload_bytes, &deadline);
+    sbn_status st = begin_collective(comm, count, sizeof *data, &payload_bytes, &deadline);
     if (st != SBN_OK) return st;
     message_header header = {0, 0, 0, 0};
     st = broadcast_from_root(comm, data, payload_bytes, root, &header, deadline);
@@ -334,12 +339,9 @@ static sbn_status mpi_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_r
         [SBN_REDUCE_INT64] = sizeof(int64_t), [SBN_REDUCE_MERGE] = sizeof(double)};
     const size_t bytes_per_element = element_bytes[type] * (size_t)(type == SBN_REDUCE_MERGE ? element_doubles : 1);
     if (comm->size == 1) return SBN_OK;
-    if ((uint64_t)count > (uint64_t)INT64_MAX / bytes_per_element)
-        return sbn_fail(SBN_ERR_ARG, "%lld elements of %zu bytes overflow a message size", (long long)count,
-                        bytes_per_element);
-    const size_t payload_bytes = (size_t)count * bytes_per_element;
+    size_t payload_bytes;
     double deadline;
-    sbn_status st = begin_collective(comm, payload_bytes, &deadline);
+    sbn_status st = begin_collective(comm, count, bytes_per_element, &payload_bytes, &deadline);
     if (st != SBN_OK) return st;
     message_header header = {0, 0, 0, 0};
     st = reduce_to_root(comm, data, count, payload_bytes, element_doubles, combiners[type], merge, &header, deadline);
