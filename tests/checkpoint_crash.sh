@@ -57,6 +57,20 @@ crash_case garbage-model 41 "skipping checkpoint step 45" \
 crash_case two-bad-in-a-row 31 "skipping checkpoint step 40" \
     'rm step-00000045/model.safetensors; head -c 10 step-00000040/model.safetensors > c && mv c step-00000040/model.safetensors'
 
+crash_case optimizer-of-another-step 41 "skipping checkpoint step 45.*differs" \
+    'cp step-00000040/optimizer.safetensors step-00000045/optimizer.safetensors'
+
+# The defaults keep the newest 3; a new run refuses a folder that holds another run's checkpoints.
+"$syncbn" train --model seed --train-samples 320 --batch 16 --epochs 3 --checkpoint-every 15 \
+    --checkpoint-dir "$work/defaults" > "$work/defaults.out" 2>&1 || fail "the run with the default --keep failed"
+kept=$(ls -d "$work"/defaults/step-* | wc -l)
+[ "$kept" -eq 3 ] || fail "the default --keep kept $kept checkpoints, not 3"
+"$syncbn" "${args[@]}" --checkpoint-dir "$work/defaults" > "$work/again.out" 2>&1
+code=$?
+[ "$code" -eq 1 ] && grep -q "already holds the checkpoints of a run" "$work/again.out" ||
+    fail "a new run into a used checkpoint folder: exit $code, $(tail -1 "$work/again.out")"
+[ "$(ls -d "$work"/defaults/step-* | wc -l)" -eq 3 ] || fail "the refused run changed the folder"
+
 # Nothing loadable at all: a clear error, exit 1.
 mkdir -p "$work/empty/step-00000045"
 "$syncbn" train --resume "$work/empty" > "$work/empty.out" 2>&1

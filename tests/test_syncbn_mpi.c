@@ -566,6 +566,25 @@ static void test_timeout_is_a_deadline_for_the_collective(void **state)
     sbn_comm_destroy(comm);
 }
 
+/* A broadcast whose counts differ: the rank that sees the wrong size is
+ * somewhere down the tree, yet every rank is told, and the communicator
+ * stays usable (every rank completed the collective). */
+static void test_broadcast_mismatch_tells_every_rank(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
+    float data[5] = {1, 2, 3, 4, 5};
+    const int64_t count = rank == ranks - 1 ? 5 : 4;
+    assert_status_with(sbn_comm_broadcast_float(comm, data, count, 0), SBN_ERR_MISMATCH,
+                       "ranks passed different counts to the same collective");
+    assert_int_equal(sbn_comm_broadcast_float(comm, data, 4, 0), SBN_OK);
+    /* A byte count that overflows is refused before any traffic. */
+    assert_status_with(sbn_comm_broadcast_float(comm, data, (int64_t)1 << 62, 0), SBN_ERR_ARG, "overflow");
+    MPI_Barrier(MPI_COMM_WORLD);
+    sbn_comm_destroy(comm);
+}
+
 /* A payload over INT_MAX bytes cannot be one MPI message: refused before
  * any traffic, and the communicator is broken (peers may not have refused). */
 static void test_payload_over_int_max(void **state)
@@ -646,6 +665,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_timeout_when_a_peer_skips),
         cmocka_unit_test(test_timeout_is_a_deadline_for_the_collective),
         cmocka_unit_test(test_payload_over_int_max),
+        cmocka_unit_test(test_broadcast_mismatch_tells_every_rank),
         cmocka_unit_test(test_failures_inside_a_collective),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,9 +8,11 @@
  *                                              with rank 0's BN buffers, and the run in __metadata__
  *   DIR/step-<8 digits>/optimizer.safetensors  SGD's momentum buffers, under the parameters' names
  *   DIR/step-<8 digits>/bn-rank-<5 digits>.safetensors
- *                                              plain BN only: each rank's own BN buffers (ranks
+ *                                              plain BN, and SyncBN over groups smaller than the
+ *                                              world: each rank's own BN buffers (ranks, or groups,
  *                                              normalize by their own batches, so they differ; with
- *                                              SyncBN they are identical and the metadata says so)
+ *                                              SyncBN over all ranks they are identical and the
+ *                                              metadata says so)
  *   DIR/latest                                 "step-<8 digits>\n", written last
  * Every file is written atomically (a temporary, fsync, rename, fsync of the
  * folder) and carries a checksum; `latest` is written by rank 0 only after
@@ -36,6 +38,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Checkpoints kept when sbn_train_options.keep is 0. */
+enum { SBN_CHECKPOINT_DEFAULT_KEEP = 3 };
 
 /* Local (no communication). Reads the run's configuration from the newest
  * loadable checkpoint in dir into *options (the fields a checkpoint fixes:

@@ -26,6 +26,17 @@ class Communicator:
             _handle = handle
         self._handle = _handle
 
+    _world = None
+
+    @classmethod
+    def world(cls):
+        """One shared communicator over MPI.COMM_WORLD, made at the first call (collective
+        then: every rank must make that first call, as constructing a SyncBatchNorm with
+        comm=None does, in the same order)."""
+        if cls._world is None:
+            cls._world = cls()
+        return cls._world
+
     @classmethod
     def self(cls):
         handle = ctypes.c_void_p()
@@ -80,9 +91,10 @@ def allreduce_gradients(module, comm):
     """Averages the .grad of every parameter of module over comm's ranks: one bucketed
     allreduce (data-parallel training without torch.distributed). Collective."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    bucket = torch.cat([g.detach().reshape(-1).to(torch.float32) for g in grads])
+    # Every rank joins, even one without gradients: its empty bucket then
+    # differs in size from the others', and every rank gets SBN_ERR_MISMATCH
+    # instead of the others waiting for it.
+    bucket = torch.cat([g.detach().reshape(-1).to(torch.float32) for g in grads]) if grads else torch.zeros(0)
     comm.allreduce_sum_(bucket)
     bucket /= comm.size
     offset = 0

@@ -199,16 +199,16 @@ class BatchNorm3d(_SyncBNBase):
 
 class SyncBatchNorm(_SyncBNBase):
     """torch.nn.SyncBatchNorm for CPU tensors, over MPI: batch statistics over all ranks of
-    `comm` (a syncbn.mpi.Communicator; None: MPI.COMM_WORLD, made at the first call).
+    `comm` (a syncbn.mpi.Communicator; None: Communicator.world(), shared, over MPI.COMM_WORLD).
     Training calls are collective; eval with running statistics is local."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, comm=None):
+        if comm is None:  # made here, on every rank alike: never inside a forward that one rank runs alone
+            from .mpi import Communicator
+            comm = Communicator.world()
         super().__init__(num_features, eps, momentum, affine, track_running_stats, comm)
 
     def _communicator_handle(self):
-        if self.comm is None:
-            from .mpi import Communicator
-            self.comm = Communicator()
         return self.comm.handle
 
 

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/error.h"
@@ -85,13 +86,26 @@ static sbn_status after_collective(sbn_comm *comm, sbn_status st)
     return st;
 }
 
+/* Counts a collective of count elements; a byte count that overflows is
+ * refused like any size the backend cannot send (and breaks the
+ * communicator: the peers may not have refused it). */
+static sbn_status count_collective(sbn_comm *comm, int64_t count, int64_t element_bytes)
+{
+    int64_t bytes;
+    if (__builtin_mul_overflow(count, element_bytes, &bytes))
+        return after_collective(comm, sbn_fail(SBN_ERR_ARG, "%lld elements of %lld bytes overflow a message size",
+                                               (long long)count, (long long)element_bytes));
+    comm->counters.collectives++;
+    comm->counters.bytes = comm->counters.bytes > INT64_MAX - bytes ? INT64_MAX : comm->counters.bytes + bytes;
+    return SBN_OK;
+}
+
 static sbn_status run_allreduce(sbn_comm *comm, void *data, int64_t count, sbn_reduce_type type,
                                 int element_doubles, sbn_merge_fn *merge, int64_t element_bytes)
 {
     sbn_status st = check_collective(comm, data, count);
+    if (st == SBN_OK) st = count_collective(comm, count, element_bytes);
     if (st != SBN_OK) return st;
-    comm->counters.collectives++;
-    comm->counters.bytes += count * element_bytes;
     return after_collective(comm, comm->backend->allreduce(comm, data, count, type, element_doubles, merge));
 }
 
@@ -126,8 +140,7 @@ sbn_status sbn_comm_broadcast_float(sbn_comm *comm, float *data, int64_t count, 
     if (st != SBN_OK) return st;
     if (root < 0 || root >= comm->size)
         return sbn_fail(SBN_ERR_ARG, "root %d is not a rank of a communicator of size %d", root, comm->size);
-    comm->counters.collectives++;
-    comm->counters.bytes += count * (int64_t)sizeof *data;
+    if ((st = count_collective(comm, count, (int64_t)sizeof *data)) != SBN_OK) return st;
     return after_collective(comm, comm->backend->broadcast(comm, data, count, root));
 }
 

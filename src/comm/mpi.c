@@ -325,6 +325,11 @@ static sbn_status mpi_broadcast(sbn_comm *comm, float *data, int64_t count, int 
     if (st != SBN_OK) return st;
     message_header header = {0, 0, 0, 0};
     st = broadcast_from_root(comm, data, payload_bytes, root, &header, deadline);
+    /* A size mismatch is seen only below the rank that detected it: one
+     * more pass of bare headers, up to rank 0 and down, tells every rank. */
+    unsigned char none = 0;
+    if (st == SBN_OK) st = reduce_to_root(comm, &none, 0, 0, 0, combine_float, NULL, &header, deadline);
+    if (st == SBN_OK) st = broadcast_from_root(comm, &none, 0, 0, &header, deadline);
     return st != SBN_OK ? st : header_status(&header, sizeof *data);
 }
 

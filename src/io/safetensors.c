@@ -138,10 +138,7 @@ static char *header_json(const sbn_tensor *tensors, int64_t count, const sbn_met
     for (int64_t i = 0; ok && i < metadata_count; i++)
         ok = cJSON_AddStringToObject(meta, metadata[i].key, metadata[i].value) != NULL;
     ok = ok && cJSON_AddStringToObject(meta, CHECKSUM_KEY, checksum) != NULL;
-    if (ok) {
-        cJSON_AddItemToObject(root, METADATA_KEY, meta);
-        meta = NULL;
-    }
+    if (ok && (ok = cJSON_AddItemToObject(root, METADATA_KEY, meta))) meta = NULL;
     int64_t offset = 0;
     for (int64_t i = 0; ok && i < count; i++) {
         const sbn_tensor *t = &tensors[i];
@@ -151,13 +148,12 @@ static char *header_json(const sbn_tensor *tensors, int64_t count, const sbn_met
         for (int d = 0; ok && d < t->ndim; d++) ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
         ok = ok && cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset)) &&
              cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)(offset + bytes)));
-        if (ok) {
-            cJSON_AddItemToObject(entry, "shape", shape);
-            cJSON_AddItemToObject(entry, "data_offsets", offsets);
-            cJSON_AddItemToObject(root, t->name, entry);
-        } else {
-            cJSON_Delete(entry), cJSON_Delete(shape), cJSON_Delete(offsets);
-        }
+        /* Each add that succeeds hands its item to its parent; on a failure
+         * the items not yet handed over are freed here. */
+        if (ok && (ok = cJSON_AddItemToObject(entry, "shape", shape))) shape = NULL;
+        if (ok && (ok = cJSON_AddItemToObject(entry, "data_offsets", offsets))) offsets = NULL;
+        if (ok && (ok = cJSON_AddItemToObject(root, t->name, entry))) entry = NULL;
+        cJSON_Delete(entry), cJSON_Delete(shape), cJSON_Delete(offsets);
         offset += bytes;
     }
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
@@ -292,7 +288,7 @@ static char *copy_string(const char *text)
 }
 
 /* A tensor entry of the header, with its offsets. */
-typedef struct entry { sbn_tensor tensor; int64_t begin, end; } entry;
+typedef struct entry { sbn_tensor tensor; int64_t begin, end, position; } entry; /* position: in the header */
 
 static sbn_status parse_entry(const parse_context *context, const cJSON *item, entry *e, char **name)
 {
@@ -328,7 +324,8 @@ static int compare_entries_by_offset(const void *a, const void *b)
 {
     const entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
-    return (x->end > y->end) - (x->end < y->end);
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return (x->position > y->position) - (x->position < y->position); /* empty tensors: header order, always */
 }
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -407,6 +404,7 @@ static sbn_status parse_header(const parse_context *context, const cJSON *root, 
             continue;
         }
         st = parse_entry(context, item, &entries[file->count], &file->names[file->count]);
+        entries[file->count].position = file->count;
         if (st == SBN_OK) file->count++;
     }
     if (st == SBN_OK) {

@@ -259,7 +259,10 @@ sbn_status sbn_torch_save(const char *path, const sbn_tensor *tensors, int64_t c
         if (!t->name || !storage_class(t->dtype) || numel < 0 || (!t->data && numel > 0))
             return sbn_fail(SBN_ERR_ARG, "torch save: tensor %lld has no name, an unknown dtype, a bad shape or no data",
                             (long long)i);
-        total += (uint64_t)numel * (uint64_t)sbn_dtype_size(t->dtype) + RECORD_ALIGNMENT + 128;
+        for (int64_t j = 0; j < i; j++)
+            if (strcmp(tensors[j].name, t->name) == 0) return sbn_fail(SBN_ERR_ARG, "torch save: two tensors named %s", t->name);
+        /* the record, its alignment and headers, and its share of the pickle */
+        total += (uint64_t)numel * (uint64_t)sbn_dtype_size(t->dtype) + RECORD_ALIGNMENT + 512 + 2 * strlen(t->name);
         if (total > ZIP_LIMIT) return sbn_fail(SBN_ERR_ARG, "torch save: the tensors exceed the 4 GiB of a zip without zip64");
     }
     bytes_out pickle = {0}, zip = {0};

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ static void rank_file_name(char *out, size_t size, int rank) { snprintf(out, siz
 /* "step-00000120" -> 120; -1 for anything else. */
 static int64_t parse_step_name(const char *name)
 {
-    if (strncmp(name, "step-", 5) != 0 || strlen(name) != 13) return -1;
+    if (strncmp(name, "step-", 5) != 0 || strlen(name) < 13 || strlen(name) > 23) return -1;
     int64_t step = 0;
     for (const char *p = name + 5; *p; p++) {
         if (*p < '0' || *p > '9') return -1;
@@ -95,6 +96,13 @@ static int list_candidates(const char *dir, int64_t *steps, int max)
     return count;
 }
 
+/* Whether each rank's BN buffers are its own: plain BN, and SyncBN over
+ * groups smaller than the world (each group has its own statistics). */
+static bool buffers_per_rank(const sbn_train_options *o, int ranks)
+{
+    return o->norm == SBN_NORM_BN || (o->norm == SBN_NORM_SYNC && o->group_size > 0 && o->group_size < ranks);
+}
+
 /* ---------- metadata ---------- */
 
 enum { METADATA_COUNT = 19, VALUE_BYTES = 40 };
@@ -138,8 +146,9 @@ static void describe_run(run_metadata *m, const sbn_train_options *o, int ranks,
     put_value(m, "batch_in_epoch", "%lld", (long long)(p.step % p.steps_per_epoch));
     put_value(m, "total_steps", "%lld", (long long)p.total_steps);
     put_value(m, "bn_buffers", "%s",
-              o->norm == SBN_NORM_BN ? "per rank (bn-rank-*.safetensors)"
-                                     : o->norm == SBN_NORM_SYNC ? "identical on all ranks (SyncBN)" : "none");
+              buffers_per_rank(o, ranks)     ? "per rank (bn-rank-*.safetensors)"
+              : o->norm == SBN_NORM_SYNC ? "identical on all ranks (SyncBN)"
+                                         : "none");
 }
 
 /* A metadata value as a whole integer / finite number / one of names. */
@@ -151,6 +160,19 @@ static sbn_status read_integer(const sbn_safetensors *file, const char *key, int
     const long long v = text ? strtoll(text, &end, 10) : 0;
     if (!text || end == text || *end || errno)
         return sbn_fail(SBN_ERR_FORMAT, "%s: metadata %s is missing or not an integer", sbn_safetensors_path(file), key);
+    *value = v;
+    return SBN_OK;
+}
+
+static sbn_status read_unsigned(const sbn_safetensors *file, const char *key, uint64_t *value)
+{
+    const char *text = sbn_safetensors_metadata(file, key);
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long v = text && text[0] != '-' ? strtoull(text, &end, 10) : 0;
+    if (!text || text[0] == '-' || end == text || *end || errno)
+        return sbn_fail(SBN_ERR_FORMAT, "%s: metadata %s is missing or not an unsigned integer",
+                        sbn_safetensors_path(file), key);
     *value = v;
     return SBN_OK;
 }
@@ -193,7 +215,8 @@ static sbn_status read_run(const sbn_safetensors *file, sbn_train_options *o, in
     if (!sbn_safetensors_has_checksum(file))
         return sbn_fail(SBN_ERR_FORMAT, "%s: a checkpoint file without its checksum", sbn_safetensors_path(file));
     int model = 0, norm = 0, schedule = 0;
-    int64_t group_size = 0, rank_count = 0, seed = 0, epoch = 0, batch_in_epoch = 0;
+    int64_t group_size = 0, rank_count = 0, epoch = 0, batch_in_epoch = 0;
+    uint64_t seed = 0;
     sbn_status st = read_choice(file, "model", models, 2, &model);
     if (st == SBN_OK) st = read_choice(file, "norm", norms, 3, &norm);
     if (st == SBN_OK) st = read_choice(file, "lr_schedule", schedules, 2, &schedule);
@@ -206,7 +229,7 @@ static sbn_status read_run(const sbn_safetensors *file, sbn_train_options *o, in
     if (st == SBN_OK) st = read_number(file, "lr", &o->lr);
     if (st == SBN_OK) st = read_number(file, "momentum", &o->momentum);
     if (st == SBN_OK) st = read_number(file, "weight_decay", &o->weight_decay);
-    if (st == SBN_OK) st = read_integer(file, "seed", &seed);
+    if (st == SBN_OK) st = read_unsigned(file, "seed", &seed);
     if (st == SBN_OK) st = read_integer(file, "step", &p->step);
     if (st == SBN_OK) st = read_integer(file, "epoch", &epoch);
     if (st == SBN_OK) st = read_integer(file, "batch_in_epoch", &batch_in_epoch);
@@ -216,7 +239,7 @@ static sbn_status read_run(const sbn_safetensors *file, sbn_train_options *o, in
         epoch < 0 || batch_in_epoch < 0 || p->total_steps < p->step)
         return sbn_fail(SBN_ERR_FORMAT, "%s: inconsistent run metadata", sbn_safetensors_path(file));
     o->model = model_kinds[model], o->norm = norm_kinds[norm], o->lr_schedule = schedule_kinds[schedule];
-    o->group_size = (int)group_size, o->seed = (uint64_t)seed;
+    o->group_size = (int)group_size, o->seed = seed;
     *ranks = (int)rank_count;
     return SBN_OK;
 }
@@ -242,15 +265,18 @@ static sbn_status check_same_run(const sbn_train_options *want, const sbn_train_
 
 /* ---------- agreeing across ranks ---------- */
 
-/* Every rank learns whether all succeeded; a rank that did not fail itself
- * is told that another did. */
+/* Every rank learns whether all succeeded, and whether any failed with
+ * SBN_ERR_ARG (a different run, not a damaged file); a rank that did not
+ * fail itself is told that another did, with that status. */
 static sbn_status agree(sbn_comm *world, sbn_status mine, const char *what)
 {
-    int64_t failed = mine != SBN_OK;
-    sbn_status st = sbn_comm_allreduce_sum_int64(world, &failed, 1);
+    int64_t failed[2] = {mine != SBN_OK, mine == SBN_ERR_ARG};
+    sbn_status st = sbn_comm_allreduce_sum_int64(world, failed, 2);
     if (st != SBN_OK) return st;
     if (mine != SBN_OK) return mine;
-    if (failed) return sbn_fail(SBN_ERR_IO, "%s: %lld other rank(s) failed (see their messages)", what, (long long)failed);
+    if (failed[0])
+        return sbn_fail(failed[1] ? SBN_ERR_ARG : SBN_ERR_IO, "%s: %lld other rank(s) failed (see their messages)",
+                        what, (long long)failed[0]);
     return SBN_OK;
 }
 
@@ -291,7 +317,9 @@ static sbn_status prune(const char *dir, int keep)
     sbn_status st = SBN_OK;
     for (int i = keep; i < count && st == SBN_OK; i++) st = remove_checkpoint(dir, steps[i]);
     free(steps);
-    if (st == SBN_OK) st = sbn_file_sync_folder(dir);
+    char inside[PATH_BYTES]; /* sbn_file_sync_folder syncs the folder that holds its path: DIR itself here */
+    if (st == SBN_OK) st = path_join(inside, dir, "latest");
+    if (st == SBN_OK) st = sbn_file_sync_folder(inside);
     return st;
 }
 
@@ -318,7 +346,7 @@ sbn_status checkpoint_save(const sbn_train_options *o, sbn_comm *world, sbn_mode
         if (st == SBN_OK) st = step_file(path, o->checkpoint_dir, position.step, "optimizer.safetensors");
         if (st == SBN_OK) st = write_state(path, model, velocity, SBN_STATE_PARAMETERS, metadata);
     }
-    if (st == SBN_OK && o->norm == SBN_NORM_BN) {
+    if (st == SBN_OK && buffers_per_rank(o, ranks)) {
         char file[40];
         rank_file_name(file, sizeof file, rank);
         st = step_file(path, o->checkpoint_dir, position.step, file);
@@ -331,7 +359,10 @@ sbn_status checkpoint_save(const sbn_train_options *o, sbn_comm *world, sbn_mode
         snprintf(text, sizeof text, "%s\n", name);
         st = path_join(path, o->checkpoint_dir, "latest");
         if (st == SBN_OK) st = sbn_file_write_atomic(path, text, strlen(text));
-        if (st == SBN_OK) st = prune(o->checkpoint_dir, o->keep > 0 ? o->keep : 1);
+        /* The new checkpoint is complete and named: an old one that cannot
+         * be removed is worth a warning, not the run. */
+        if (st == SBN_OK && prune(o->checkpoint_dir, o->keep > 0 ? o->keep : SBN_CHECKPOINT_DEFAULT_KEEP) != SBN_OK)
+            fprintf(stderr, "syncbn: warning: %s\n", sbn_errmsg());
     }
     return agree(world, st, what);
 }
@@ -343,6 +374,26 @@ static sbn_status open_checkpoint_file(const char *dir, int64_t step, const char
     char path[PATH_BYTES];
     sbn_status st = step_file(path, dir, step, file);
     return st == SBN_OK ? sbn_safetensors_open(path, out) : st;
+}
+
+/* A checkpoint's other files must carry its model file's metadata (the
+ * same run and step) and a checksum: two complete files of different
+ * attempts at the same step are never mixed. */
+static sbn_status check_same_checkpoint(const sbn_safetensors *model_file, const sbn_safetensors *other)
+{
+    if (!sbn_safetensors_has_checksum(other))
+        return sbn_fail(SBN_ERR_FORMAT, "%s: a checkpoint file without its checksum", sbn_safetensors_path(other));
+    static const char *const keys[] = {"format", "model", "norm", "group_size", "global_batch", "ranks", "epochs",
+                                       "max_steps", "train_samples", "lr", "momentum", "weight_decay", "lr_schedule",
+                                       "seed", "step", "total_steps"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const char *a = sbn_safetensors_metadata(model_file, keys[k]), *b = sbn_safetensors_metadata(other, keys[k]);
+        if (!a || !b || strcmp(a, b) != 0)
+            return sbn_fail(SBN_ERR_FORMAT, "%s: its %s (%s) differs from %s's (%s): files of different checkpoints",
+                            sbn_safetensors_path(other), keys[k], b ? b : "missing", sbn_safetensors_path(model_file),
+                            a ? a : "missing");
+    }
+    return SBN_OK;
 }
 
 /* Everything this rank needs from checkpoint `step`, checked, then loaded. */
@@ -360,20 +411,19 @@ static sbn_status load_candidate(const sbn_train_options *o, sbn_comm *world, sb
         st = sbn_fail(SBN_ERR_FORMAT, "%s: holds step %lld, not %lld", sbn_safetensors_path(model_file),
                       (long long)p.step, (long long)step);
     if (st == SBN_OK) st = check_same_run(o, &saved, sbn_safetensors_path(model_file));
-    if (st == SBN_OK && o->norm == SBN_NORM_BN && saved_ranks != ranks)
+    if (st == SBN_OK && (buffers_per_rank(o, saved_ranks) || buffers_per_rank(o, ranks)) && saved_ranks != ranks)
         st = sbn_fail(SBN_ERR_ARG,
-                      "%s: a plain-BN run of %d ranks cannot resume on %d: each rank's BN statistics are its own "
-                      "(SyncBN and no-BN runs can change the number of ranks)",
-                      sbn_safetensors_path(model_file), saved_ranks, ranks);
+                      "%s: a %s run of %d ranks cannot resume on %d: each rank's BN statistics are its own "
+                      "(SyncBN over all ranks and no-BN runs can change the number of ranks)",
+                      sbn_safetensors_path(model_file), o->norm == SBN_NORM_BN ? "plain-BN" : "grouped-SyncBN",
+                      saved_ranks, ranks);
     if (st == SBN_OK) st = open_checkpoint_file(o->checkpoint_dir, step, "optimizer.safetensors", &optimizer_file);
-    if (st == SBN_OK && !sbn_safetensors_has_checksum(optimizer_file))
-        st = sbn_fail(SBN_ERR_FORMAT, "%s: a checkpoint file without its checksum", sbn_safetensors_path(optimizer_file));
-    if (st == SBN_OK && o->norm == SBN_NORM_BN) {
+    if (st == SBN_OK) st = check_same_checkpoint(model_file, optimizer_file);
+    if (st == SBN_OK && buffers_per_rank(o, ranks)) {
         char file[40];
         rank_file_name(file, sizeof file, rank);
         st = open_checkpoint_file(o->checkpoint_dir, step, file, &rank_file);
-        if (st == SBN_OK && !sbn_safetensors_has_checksum(rank_file))
-            st = sbn_fail(SBN_ERR_FORMAT, "%s: a checkpoint file without its checksum", sbn_safetensors_path(rank_file));
+        if (st == SBN_OK) st = check_same_checkpoint(model_file, rank_file);
     }
     /* Each load checks its whole file before it changes anything. */
     if (st == SBN_OK) st = sbn_model_load_state_dict(model, NULL, SBN_STATE_ALL, model_file);
@@ -404,15 +454,27 @@ sbn_status checkpoint_load(const sbn_train_options *o, sbn_comm *world, sbn_mode
         char what[64];
         snprintf(what, sizeof what, "resuming from step %lld", (long long)(shared - 1));
         const sbn_status mine = load_candidate(o, world, model, velocity, shared - 1, position);
-        if (mine == SBN_ERR_ARG) { /* a different run, not a damaged file: stop here */
-            st = agree(world, mine, what);
-            break;
-        }
-        if ((st = agree(world, mine, what)) == SBN_OK || st == SBN_ERR_COMM) break;
+        /* Every rank leaves the loop at the same candidate: on success, on a
+         * different run (SBN_ERR_ARG on any rank: not a damaged file, stop),
+         * or when the communicator failed. */
+        st = agree(world, mine, what);
+        if (st == SBN_OK || st == SBN_ERR_ARG || st == SBN_ERR_COMM) break;
         if (rank == 0) fprintf(stderr, "syncbn: skipping checkpoint step %lld: %s\n", (long long)(shared - 1), sbn_errmsg());
     }
     free(steps);
     return st;
+}
+
+sbn_status checkpoint_check_folder(const sbn_train_options *o)
+{
+    if (o->resume) return SBN_OK;
+    int64_t step;
+    if (list_candidates(o->checkpoint_dir, &step, 1) > 0)
+        return sbn_fail(SBN_ERR_ARG,
+                        "%s already holds the checkpoints of a run: resume it (--resume) or choose another folder "
+                        "(a new run would overwrite and prune them)",
+                        o->checkpoint_dir);
+    return SBN_OK;
 }
 
 /* ---------- for the command-line tool ---------- */

@@ -27,4 +27,8 @@ sbn_status checkpoint_save(const sbn_train_options *options, sbn_comm *world, sb
 sbn_status checkpoint_load(const sbn_train_options *options, sbn_comm *world, sbn_model *model, float *velocity,
                            checkpoint_position *position);
 
+/* Local. A new run (not resume) refuses a checkpoint folder that already
+ * holds a run's checkpoints. */
+sbn_status checkpoint_check_folder(const sbn_train_options *options);
+
 #endif

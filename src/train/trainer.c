@@ -53,6 +53,8 @@ static sbn_status check_options(const sbn_train_options *o, int ranks)
     if (o->checkpoint_every < 0 || o->keep < 0)
         return sbn_fail(SBN_ERR_ARG, "checkpoint interval and checkpoints kept must be >= 0");
     if (o->resume && !o->checkpoint_dir) return sbn_fail(SBN_ERR_ARG, "resume needs the checkpoint folder");
+    if (o->eval_points < 0 || o->eval_points > 1000000)
+        return sbn_fail(SBN_ERR_ARG, "eval points must be in [0, 1000000], got %d", o->eval_points);
     return SBN_OK;
 }
 
@@ -127,7 +129,8 @@ static sbn_status load_initial_weights(sbn_model *model, const char *path)
 static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *world)
 {
     const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
-    sbn_status st = sbn_dataset_load_split(&s->train, o->data_dir, "train");
+    sbn_status st = o->checkpoint_dir ? checkpoint_check_folder(o) : SBN_OK;
+    if (st == SBN_OK) st = sbn_dataset_load_split(&s->train, o->data_dir, "train");
     if (st == SBN_OK) st = sbn_dataset_load_split(&s->test, o->data_dir, "t10k");
     if (st != SBN_OK) return st;
     if (s->test.height != s->train.height || s->test.width != s->train.width || s->test.classes > s->train.classes)
@@ -170,7 +173,8 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
             fprintf(stderr, "syncbn: resuming from step %lld (checkpoint loaded in %.1f ms)\n", (long long)position.step,
                     1e3 * (seconds_now() - load_start));
     }
-    if (rank == 0 && o->metrics_path && !(s->metrics = fopen(o->metrics_path, "w")))
+    /* A resumed run appends: the lines of the steps before the crash stay. */
+    if (rank == 0 && o->metrics_path && !(s->metrics = fopen(o->metrics_path, o->resume ? "a" : "w")))
         return sbn_fail(SBN_ERR_IO, "%s: cannot open the metrics file for writing", o->metrics_path);
     /* One write per line: a run killed at any moment leaves whole lines. */
     if (s->metrics) setvbuf(s->metrics, NULL, _IOLBF, 0);
@@ -213,6 +217,13 @@ static sbn_status train_step(run_state *s, const sbn_train_options *o, sbn_comm 
     return SBN_OK;
 }
 
+/* The step after which the i-th evaluation during the run comes (i >= 1):
+ * floor(total * i / (points + 1)), in 128 bits (total * i may not fit 64). */
+static int64_t eval_step(int64_t total, int points, int i)
+{
+    return (int64_t)((__int128)total * i / (points + 1));
+}
+
 /* The steps of the run: epochs x batches per epoch, or max_steps when it is
  * smaller or epochs is 0. SBN_ERR_ARG when the product overflows. */
 static sbn_status total_steps(const sbn_train_options *o, int64_t per_epoch, int64_t *total)
@@ -246,9 +257,13 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
     }
     const bool progress = options->progress && sbn_comm_rank(world) == 0 && isatty(STDERR_FILENO);
     const double start = seconds_now();
-    double train_seconds = 0.0, checkpoint_seconds = 0.0, loss = 0.0, accuracy = 0.0;
+    double train_seconds = 0.0, checkpoint_seconds = 0.0, eval_seconds = 0.0, loss = 0.0, accuracy = 0.0;
     const int64_t every = options->checkpoint_every > 0 ? options->checkpoint_every : 1000;
     int64_t step = s.first_step, checkpoints = 0;
+    double recent[SBN_FINAL_LOSS_STEPS]; /* the last losses, a ring: their mean is the final training loss */
+    int next_eval = 1; /* the next evaluation during the run, skipping those at or before a resume's start */
+    while (next_eval <= options->eval_points && eval_step(total, options->eval_points, next_eval) <= s.first_step)
+        next_eval++;
     for (; st == SBN_OK && step < total; step++) {
         const int64_t epoch = step / per_epoch;
         const int64_t *indices;
@@ -261,12 +276,31 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
             st = sbn_fail_with_cause(st, "step %lld", (long long)step + 1);
             break;
         }
+        recent[(step - s.first_step) % SBN_FINAL_LOSS_STEPS] = loss;
         if (s.metrics)
             fprintf(s.metrics,
                     "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"accuracy\": %.6g, \"lr\": %g, \"seconds\": %.6f}\n",
-                    (long long)step + 1, (long long)epoch, loss, accuracy, lr, seconds_now() - start);
+                    (long long)step + 1, (long long)epoch, loss, accuracy, lr, seconds_now() - start - eval_seconds);
         if (progress && ((step + 1) % 20 == 0 || step + 1 == total)) show_progress(step + 1, total, loss);
         const int64_t done = step + 1;
+        if (next_eval <= options->eval_points && done == eval_step(total, options->eval_points, next_eval)) {
+            const double eval_start = seconds_now(), trained = eval_start - start - eval_seconds;
+            double test_accuracy = 0.0, test_loss = 0.0;
+            st = sbn_evaluate(s.model, &s.test, world, NULL, &test_accuracy, &test_loss);
+            if (st != SBN_OK) {
+                st = sbn_fail_with_cause(st, "test evaluation after step %lld", (long long)done);
+                break;
+            }
+            const double took = seconds_now() - eval_start;
+            eval_seconds += took;
+            if (s.metrics)
+                fprintf(s.metrics,
+                        "{\"eval\": true, \"step\": %lld, \"test_accuracy\": %.6f, \"test_loss\": %.6f, "
+                        "\"seconds\": %.6f, \"eval_seconds\": %.6f}\n",
+                        (long long)done, test_accuracy, test_loss, trained, took);
+            while (next_eval <= options->eval_points && eval_step(total, options->eval_points, next_eval) <= done)
+                next_eval++;
+        }
         if (options->checkpoint_dir && (done % every == 0 || done % per_epoch == 0 || done == total)) {
             const double checkpoint_start = seconds_now();
             const checkpoint_position position = {done, total, per_epoch};
@@ -278,7 +312,10 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
     if (st == SBN_OK) {
         const int64_t steps_run = step - s.first_step;
         result->steps = step;
-        result->final_train_loss = loss;
+        const int64_t kept = steps_run < SBN_FINAL_LOSS_STEPS ? steps_run : SBN_FINAL_LOSS_STEPS;
+        double sum = 0.0;
+        for (int64_t k = 0; k < kept; k++) sum += recent[k];
+        result->final_train_loss = kept > 0 ? sum / (double)kept : loss;
         result->ms_per_step = steps_run > 0 ? 1e3 * train_seconds / (double)steps_run : 0.0;
         result->checkpoints = checkpoints;
         result->ms_per_checkpoint = checkpoints > 0 ? 1e3 * checkpoint_seconds / (double)checkpoints : 0.0;
