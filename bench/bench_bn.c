@@ -6,10 +6,15 @@
  *   training backward:              read x, dy + write dx = 3 * X
  * The one-pass bound is a plain loop that moves exactly those bytes (a copy
  * for forward, dx = x + dy for backward): the physical limit on this machine.
- * oneDNN runs in the same layout and in its blocked nChw16c layout. PyTorch's
- * times come from bench/bn_torch.py run just before (--torch FILE).
+ * oneDNN runs in four layouts: its blocked nChw8c (AVX2's block) and
+ * nChw16c (AVX-512's), nhwc and nchw. "oneDNN same" is the layout of the row,
+ * "oneDNN best" the fastest of the four, i.e. the best this CPU runs natively
+ * (a block wider than the ISA runs oneDNN's reference code: the output names
+ * the implementation each primitive took). PyTorch's times come from
+ * bench/bn_torch.py run just before (--torch FILE). The output starts with the
+ * CPU, its vector-ISA flags and oneDNN's view of them.
  *
- * Usage: bench_bn [--quick] [--rounds R] [--threads T,...] [--torch FILE]
+ * Usage: bench_bn [--quick] [--rounds R] [--threads T,...] [--shape N,C,H,W] [--torch FILE]
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -21,6 +26,7 @@
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
 #include <syncbn/syncbn.h>
 
 typedef struct bench_shape { int64_t n, c, h, w; } bench_shape;
@@ -60,10 +66,21 @@ static void add_pass(float *restrict dx, const float *restrict x, const float *r
 }
 
 /* ---------- oneDNN ---------- */
+/* The four layouts oneDNN's batch normalization is measured in: its blocked
+ * layouts for AVX2 (8 channels per block) and AVX-512 (16), and the two plain
+ * ones. "oneDNN best" is the fastest of them per row, so it is the best that
+ * this CPU runs natively whatever its ISA (a blocked layout wider than the ISA
+ * falls back to oneDNN's reference code, which the implementation names show). */
+enum { DNNL_LAYOUTS = 4 };
+static const dnnl_format_tag_t dnnl_tags[DNNL_LAYOUTS] = {dnnl_nChw8c, dnnl_nChw16c, dnnl_nhwc, dnnl_nchw};
+static const char *const dnnl_tag_names[DNNL_LAYOUTS] = {"nChw8c", "nChw16c", "nhwc", "nchw"};
+enum { DNNL_NCHW8C, DNNL_NCHW16C, DNNL_NHWC, DNNL_NCHW };
+
 typedef struct onednn_bn {
     dnnl_primitive_t forward, backward, inference;
     dnnl_memory_t src, dst, diff_dst, diff_src, mean, variance, scale, shift, diff_scale, diff_shift;
     void *buffers[4];
+    char impl[3][64]; /* the implementation each pass took (impl_info_str), by pass */
     bool ok;
 } onednn_bn;
 
@@ -74,6 +91,13 @@ typedef struct onednn_bn {
             return false;                                                                                      \
         }                                                                                                      \
     } while (0)
+
+static void copy_impl_name(char *out, size_t size, const_dnnl_primitive_desc_t pd)
+{
+    const char *name = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) != dnnl_success || !name) name = "?";
+    snprintf(out, size, "%s", name);
+}
 
 static bool onednn_create(onednn_bn *b, dnnl_engine_t engine, bench_shape s, dnnl_format_tag_t tag)
 {
@@ -92,18 +116,28 @@ static bool onednn_create(onednn_bn *b, dnnl_engine_t engine, bench_shape s, dnn
     DNNL_CHECK(dnnl_primitive_desc_create(&fwd_pd, &fwd_d, NULL, engine, NULL));
     DNNL_CHECK(dnnl_primitive_desc_create(&inf_pd, &inf_d, NULL, engine, NULL));
     DNNL_CHECK(dnnl_primitive_desc_create(&bwd_pd, &bwd_d, NULL, engine, fwd_pd));
+    copy_impl_name(b->impl[0], sizeof b->impl[0], fwd_pd);
+    copy_impl_name(b->impl[1], sizeof b->impl[1], bwd_pd);
+    copy_impl_name(b->impl[2], sizeof b->impl[2], inf_pd);
     DNNL_CHECK(dnnl_primitive_create(&b->forward, fwd_pd));
     DNNL_CHECK(dnnl_primitive_create(&b->inference, inf_pd));
     DNNL_CHECK(dnnl_primitive_create(&b->backward, bwd_pd));
     dnnl_primitive_desc_destroy(fwd_pd), dnnl_primitive_desc_destroy(inf_pd), dnnl_primitive_desc_destroy(bwd_pd);
-    const int64_t count = s.n * s.c * s.h * s.w;
-    for (int k = 0; k < 4; k++) b->buffers[k] = aligned_floats(count);
+    /* A blocked layout pads channels to a whole block: allocate what oneDNN says. */
+    const int64_t count = (int64_t)(dnnl_memory_desc_get_size(&data_md) / sizeof(float));
+    for (int k = 0; k < 4; k++)
+        if (!(b->buffers[k] = aligned_floats(count))) return false;
     DNNL_CHECK(dnnl_memory_create(&b->src, &data_md, engine, b->buffers[0]));
     DNNL_CHECK(dnnl_memory_create(&b->dst, &data_md, engine, b->buffers[1]));
     DNNL_CHECK(dnnl_memory_create(&b->diff_dst, &data_md, engine, b->buffers[2]));
     DNNL_CHECK(dnnl_memory_create(&b->diff_src, &data_md, engine, b->buffers[3]));
     dnnl_memory_t *channel_memories[] = {&b->mean, &b->variance, &b->scale, &b->shift, &b->diff_scale, &b->diff_shift};
-    for (int k = 0; k < 6; k++) DNNL_CHECK(dnnl_memory_create(channel_memories[k], &channel_md, engine, DNNL_MEMORY_ALLOCATE));
+    for (int k = 0; k < 6; k++) {
+        DNNL_CHECK(dnnl_memory_create(channel_memories[k], &channel_md, engine, DNNL_MEMORY_ALLOCATE));
+        float *values = NULL;
+        DNNL_CHECK(dnnl_memory_get_data_handle(*channel_memories[k], (void **)&values));
+        for (int64_t i = 0; i < s.c; i++) values[i] = k == 1 || k == 2 ? 1.0f : 0.0f; /* variance, scale 1 */
+    }
     b->ok = true;
     return true;
 }
@@ -132,18 +166,24 @@ static void onednn_run(onednn_bn *b, dnnl_stream_t stream, int pass)
 
 static void onednn_destroy(onednn_bn *b)
 {
-    if (!b->ok) return;
-    dnnl_primitive_destroy(b->forward), dnnl_primitive_destroy(b->backward), dnnl_primitive_destroy(b->inference);
+    dnnl_primitive_t primitives[] = {b->forward, b->backward, b->inference};
+    for (int k = 0; k < 3; k++)
+        if (primitives[k]) dnnl_primitive_destroy(primitives[k]);
     dnnl_memory_t memories[] = {b->src, b->dst, b->diff_dst, b->diff_src, b->mean, b->variance, b->scale, b->shift,
                                 b->diff_scale, b->diff_shift};
-    for (int k = 0; k < 10; k++) dnnl_memory_destroy(memories[k]);
+    for (int k = 0; k < 10; k++)
+        if (memories[k]) dnnl_memory_destroy(memories[k]);
     for (int k = 0; k < 4; k++) free(b->buffers[k]);
+    memset(b, 0, sizeof *b);
 }
 
 /* ---------- PyTorch's times, read from bench/bn_torch.py's JSON lines ---------- */
-typedef struct torch_time { int64_t n, c, h, w; int nhwc, threads, pass; double seconds; } torch_time;
-static torch_time torch_times[512];
+/* bench/run.sh times PyTorch once with glibc malloc and once with jemalloc
+ * preloaded (when installed); a row takes the faster, and says which. */
+typedef struct torch_time { int64_t n, c, h, w; int nhwc, threads, pass, jemalloc; double seconds; } torch_time;
+static torch_time torch_times[1024];
 static int torch_time_count;
+static int torch_rows_won[2]; /* rows where glibc / jemalloc gave PyTorch's time */
 
 static void load_torch_times(const char *path)
 {
@@ -154,147 +194,329 @@ static void load_torch_times(const char *path)
         return;
     }
     char line[1024];
-    while (fgets(line, sizeof line, f) && torch_time_count < 512) {
+    while (fgets(line, sizeof line, f) && torch_time_count < 1024) {
+        if (line[0] == '#') continue; /* bn_torch.py's notes on the build it ran */
         cJSON *json = cJSON_Parse(line);
         if (!json) continue;
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(json, "shape");
+        const cJSON *layout = cJSON_GetObjectItemCaseSensitive(json, "layout");
+        const cJSON *threads = cJSON_GetObjectItemCaseSensitive(json, "threads");
+        const cJSON *pass = cJSON_GetObjectItemCaseSensitive(json, "pass");
+        const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(json, "seconds");
+        const cJSON *allocator = cJSON_GetObjectItemCaseSensitive(json, "allocator");
+        if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) != 4 || !cJSON_IsString(layout) ||
+            !cJSON_IsNumber(threads) || !cJSON_IsString(pass) || !cJSON_IsNumber(seconds)) {
+            cJSON_Delete(json);
+            continue;
+        }
         torch_time *t = &torch_times[torch_time_count];
         t->n = cJSON_GetArrayItem(shape, 0)->valueint, t->c = cJSON_GetArrayItem(shape, 1)->valueint;
         t->h = cJSON_GetArrayItem(shape, 2)->valueint, t->w = cJSON_GetArrayItem(shape, 3)->valueint;
-        t->nhwc = strcmp(cJSON_GetObjectItemCaseSensitive(json, "layout")->valuestring, "NHWC") == 0;
-        t->threads = cJSON_GetObjectItemCaseSensitive(json, "threads")->valueint;
+        t->nhwc = strcmp(layout->valuestring, "NHWC") == 0;
+        t->threads = threads->valueint;
         t->pass = -1;
         for (int k = 0; k < 3; k++)
-            if (strcmp(cJSON_GetObjectItemCaseSensitive(json, "pass")->valuestring, passes[k]) == 0) t->pass = k;
-        t->seconds = cJSON_GetObjectItemCaseSensitive(json, "seconds")->valuedouble;
+            if (strcmp(pass->valuestring, passes[k]) == 0) t->pass = k;
+        t->jemalloc = cJSON_IsString(allocator) && strcmp(allocator->valuestring, "jemalloc") == 0;
+        t->seconds = seconds->valuedouble;
         torch_time_count++;
         cJSON_Delete(json);
     }
     fclose(f);
 }
 
+/* The fastest of PyTorch's runs for this row (one per allocator), or NaN. */
 static double torch_seconds(bench_shape s, sbn_layout layout, int threads, int pass)
 {
+    double best = NAN;
+    int best_jemalloc = 0;
     for (int k = 0; k < torch_time_count; k++) {
         const torch_time *t = &torch_times[k];
         if (t->n == s.n && t->c == s.c && t->h == s.h && t->w == s.w && t->nhwc == (layout == SBN_NSC) &&
-            t->threads == threads && t->pass == pass)
-            return t->seconds;
+            t->threads == threads && t->pass == pass && !(t->seconds >= best))
+            best = t->seconds, best_jemalloc = t->jemalloc;
     }
-    return NAN;
+    if (!isnan(best)) torch_rows_won[best_jemalloc]++;
+    return best;
 }
 
-/* ---------- one row of the table ---------- */
-enum { OURS, BOUND, DNNL_SAME, DNNL_BLOCKED, CONTENDERS };
+/* ---------- the machine, as each contender sees it ---------- */
+static void print_machine(void)
+{
+    char model[256] = "unknown", flags_line[8192] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[8192];
+        bool have_model = false, have_flags = false;
+        while (fgets(line, sizeof line, f) && !(have_model && have_flags)) {
+            char *colon = strchr(line, ':');
+            if (!colon) continue;
+            char *value = colon + 1 + (colon[1] == ' ');
+            value[strcspn(value, "\n")] = '\0';
+            if (!have_model && strncmp(line, "model name", 10) == 0) snprintf(model, sizeof model, "%s", value), have_model = true;
+            if (!have_flags && strncmp(line, "flags", 5) == 0) snprintf(flags_line, sizeof flags_line, "%s", value), have_flags = true;
+        }
+        fclose(f);
+    }
+    /* The vector-ISA flags only (avx*, fma, amx*), as the kernel reports them. */
+    char isa_flags[2048] = "";
+    bool avx2 = false, avx512 = false;
+    for (char *flag = strtok(flags_line, " "); flag; flag = strtok(NULL, " ")) {
+        if (strncmp(flag, "avx", 3) != 0 && strcmp(flag, "fma") != 0 && strncmp(flag, "amx", 3) != 0) continue;
+        avx2 |= strcmp(flag, "avx2") == 0, avx512 |= strcmp(flag, "avx512f") == 0;
+        const size_t used = strlen(isa_flags);
+        snprintf(isa_flags + used, sizeof isa_flags - used, "%s%s", used ? " " : "", flag);
+    }
+    const dnnl_version_t *v = dnnl_version();
+    printf("CPU: %s, %d logical CPUs available to OpenMP\n", model, omp_get_num_procs());
+    printf("CPU vector-ISA flags: %s\n", isa_flags[0] ? isa_flags : "(none)");
+    printf("Widest vectors: %s\n", avx512 ? "AVX-512 (oneDNN's native blocked layout: nChw16c)"
+                                   : avx2 ? "AVX2 (oneDNN's native blocked layout: nChw8c; nChw16c runs its reference code)"
+                                          : "narrower than AVX2");
+    printf("oneDNN %d.%d.%d (%s threading): effective ISA %s\n", v->major, v->minor, v->patch,
+           v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : v->cpu_runtime == DNNL_RUNTIME_SEQ ? "sequential" : "other",
+           dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+    printf("syncbn: built with -march=native (SYNCBN_NATIVE) for the CPU it was built on%s\n",
+#if defined(__AVX512F__)
+           ", here AVX-512 (__AVX512F__)"
+#elif defined(__AVX2__)
+           ", here AVX2 (__AVX2__)"
+#else
+           ""
+#endif
+    );
+}
+
+/* ---------- one shape at one thread count: every contender interleaved ---------- */
+/* Our kernels in both layouts, the bound, and oneDNN in its four layouts run in
+ * the same rounds; oneDNN's times are layout-independent of our rows, so the
+ * NCHW and NHWC rows of a shape and thread count quote the same oneDNN runs. */
+enum { OURS_NCS, OURS_NSC, BOUND, DNNL_FIRST, CONTENDERS = DNNL_FIRST + DNNL_LAYOUTS };
 static const char *const pass_names[3] = {"fwd-train", "bwd-train", "fwd-eval"};
 
-typedef struct row_context {
+typedef struct ours {
     sbn_bn *bn;
     sbn_shape shape;
     float *x, *y, *dy, *dx;
-    onednn_bn dnnl[2];
+} ours;
+
+typedef struct row_context {
+    ours ours[2]; /* by sbn_layout */
+    onednn_bn dnnl[DNNL_LAYOUTS];
     dnnl_stream_t stream;
     int64_t count;
 } row_context;
 
+typedef struct row_result {
+    double best[3][CONTENDERS], median[3][CONTENDERS]; /* seconds, by pass */
+    bool done;
+} row_result;
+
 static void run_contender(row_context *r, int contender, int pass)
 {
-    switch (contender) {
-    case OURS:
-        if (pass == 0) sbn_bn_forward(r->bn, r->shape, r->x, r->y, true);
-        else if (pass == 1) sbn_bn_backward(r->bn, r->shape, r->x, r->dy, r->dx);
-        else sbn_bn_forward(r->bn, r->shape, r->x, r->y, false);
-        break;
-    case BOUND:
-        if (pass == 1) add_pass(r->dx, r->x, r->dy, r->count);
-        else copy_pass(r->y, r->x, r->count);
-        break;
-    default:
-        if (r->dnnl[contender - DNNL_SAME].ok) onednn_run(&r->dnnl[contender - DNNL_SAME], r->stream, pass);
+    if (contender == OURS_NCS || contender == OURS_NSC) {
+        ours *o = &r->ours[contender - OURS_NCS];
+        if (pass == 0) sbn_bn_forward(o->bn, o->shape, o->x, o->y, true);
+        else if (pass == 1) sbn_bn_backward(o->bn, o->shape, o->x, o->dy, o->dx);
+        else sbn_bn_forward(o->bn, o->shape, o->x, o->y, false);
+    } else if (contender == BOUND) {
+        ours *o = &r->ours[0];
+        if (pass == 1) add_pass(o->dx, o->x, o->dy, r->count);
+        else copy_pass(o->y, o->x, r->count);
+    } else if (r->dnnl[contender - DNNL_FIRST].ok) {
+        onednn_run(&r->dnnl[contender - DNNL_FIRST], r->stream, pass);
     }
 }
 
-static void bench_row(dnnl_engine_t engine, dnnl_stream_t stream, bench_shape s, sbn_layout layout, int threads,
-                      int rounds)
+static void bench_shape_threads(dnnl_engine_t engine, dnnl_stream_t stream, bench_shape s, int threads, int rounds,
+                                row_result *result, onednn_bn *dnnl_out)
 {
     omp_set_num_threads(threads);
     row_context r = {.stream = stream, .count = s.n * s.c * s.h * s.w};
-    r.shape = (sbn_shape){s.n, s.c, s.h * s.w, layout};
-    r.x = aligned_floats(r.count), r.y = aligned_floats(r.count), r.dy = aligned_floats(r.count), r.dx = aligned_floats(r.count);
-    sbn_bn_create(s.c, NULL, NULL, &r.bn);
-    /* (N,C) is described to oneDNN as (N,C,1,1) nhwc: its 2-D nc path is slow. */
-    const bool flat = s.h * s.w == 1;
-    onednn_create(&r.dnnl[0], engine, s, flat || layout == SBN_NSC ? dnnl_nhwc : dnnl_nchw);
-    onednn_create(&r.dnnl[1], engine, s, dnnl_nChw16c);
-    sbn_bn_forward(r.bn, r.shape, r.x, r.y, true); /* backward needs a forward */
+    for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
+        ours *o = &r.ours[layout];
+        o->shape = (sbn_shape){s.n, s.c, s.h * s.w, (sbn_layout)layout};
+        o->x = aligned_floats(r.count), o->y = aligned_floats(r.count);
+        o->dy = aligned_floats(r.count), o->dx = aligned_floats(r.count);
+        sbn_bn_create(s.c, NULL, NULL, &o->bn);
+        sbn_bn_forward(o->bn, o->shape, o->x, o->y, true); /* backward needs a forward */
+    }
+    for (int k = 0; k < DNNL_LAYOUTS; k++)
+        if (!onednn_create(&r.dnnl[k], engine, s, dnnl_tags[k])) onednn_destroy(&r.dnnl[k]);
     for (int pass = 0; pass < 3; pass++) {
         double *times = calloc((size_t)(CONTENDERS * rounds), sizeof *times);
         for (int k = 0; k < rounds + 1; k++)
             for (int contender = 0; contender < CONTENDERS; contender++) {
-                if (pass == 1 && contender == OURS) sbn_bn_forward(r.bn, r.shape, r.x, r.y, true);
+                if (pass == 1 && contender <= OURS_NSC) {
+                    ours *o = &r.ours[contender - OURS_NCS];
+                    sbn_bn_forward(o->bn, o->shape, o->x, o->y, true);
+                }
                 const double start = now_seconds();
                 run_contender(&r, contender, pass);
                 if (k > 0) times[contender * rounds + k - 1] = now_seconds() - start; /* round 0 warms up */
             }
-        const double bytes = (pass == 1 ? 3.0 : 2.0) * (double)r.count * sizeof(float);
-        double best[CONTENDERS], median[CONTENDERS];
         for (int contender = 0; contender < CONTENDERS; contender++) {
+            const bool ran = contender < DNNL_FIRST || r.dnnl[contender - DNNL_FIRST].ok;
             qsort(times + contender * rounds, (size_t)rounds, sizeof *times, compare_doubles);
-            best[contender] = times[contender * rounds];
-            median[contender] = times[contender * rounds + rounds / 2];
+            result->best[pass][contender] = ran ? times[contender * rounds] : NAN;
+            result->median[pass][contender] = ran ? times[contender * rounds + rounds / 2] : NAN;
         }
-        const double best_dnnl = fmin(r.dnnl[0].ok ? best[DNNL_SAME] : INFINITY, r.dnnl[1].ok ? best[DNNL_BLOCKED] : INFINITY);
-        const double torch = torch_seconds(s, layout, threads, pass);
-        printf("| (%lld,%lld,%lld,%lld) | %s | %d | %s | %.3f | %.3f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.2f |\n",
-               (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w, layout == SBN_NCS ? "NCHW" : "NHWC",
-               threads, pass_names[pass], best[OURS] * 1e3, median[OURS] * 1e3, bytes / best[OURS] * 1e-9,
-               bytes / best[BOUND] * 1e-9, best[BOUND] / best[OURS], bytes / best[DNNL_SAME] * 1e-9,
-               bytes / best[DNNL_BLOCKED] * 1e-9, best_dnnl / best[OURS], bytes / torch * 1e-9, torch / best[OURS]);
-        fflush(stdout);
         free(times);
     }
-    onednn_destroy(&r.dnnl[0]), onednn_destroy(&r.dnnl[1]);
-    sbn_bn_destroy(r.bn);
-    free(r.x), free(r.y), free(r.dy), free(r.dx);
+    result->done = true;
+    for (int k = 0; k < DNNL_LAYOUTS; k++) {
+        memcpy(dnnl_out[k].impl, r.dnnl[k].impl, sizeof r.dnnl[k].impl);
+        dnnl_out[k].ok = r.dnnl[k].ok;
+        onednn_destroy(&r.dnnl[k]);
+    }
+    for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
+        ours *o = &r.ours[layout];
+        sbn_bn_destroy(o->bn);
+        free(o->x), free(o->y), free(o->dy), free(o->dx);
+    }
+}
+
+static double gbps(double bytes, double seconds) { return bytes / seconds * 1e-9; }
+
+static void print_row(bench_shape s, sbn_layout layout, int threads, int pass, const row_result *res)
+{
+    const double count = (double)(s.n * s.c * s.h * s.w);
+    const double bytes = (pass == 1 ? 3.0 : 2.0) * count * sizeof(float);
+    const double *best = res->best[pass], *median = res->median[pass];
+    const int ours = layout == SBN_NCS ? OURS_NCS : OURS_NSC;
+    /* (N,C) is described to oneDNN as (N,C,1,1) nhwc: its 2-D nc path is slow. */
+    const bool flat = s.h * s.w == 1;
+    const int same = DNNL_FIRST + (flat || layout == SBN_NSC ? DNNL_NHWC : DNNL_NCHW);
+    int fastest = -1;
+    for (int k = DNNL_FIRST; k < CONTENDERS; k++)
+        if (!isnan(best[k]) && (fastest < 0 || best[k] < best[fastest])) fastest = k;
+    const double best_dnnl = fastest < 0 ? NAN : best[fastest];
+    const double torch = torch_seconds(s, layout, threads, pass);
+    printf("| (%lld,%lld,%lld,%lld) | %s | %d | %s | %.3f | %.3f | %.1f | %.1f | %.2f | %.1f | %.1f | %s | %.2f | %.1f | %.2f |\n",
+           (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w, layout == SBN_NCS ? "NCHW" : "NHWC", threads,
+           pass_names[pass], best[ours] * 1e3, median[ours] * 1e3, gbps(bytes, best[ours]), gbps(bytes, best[BOUND]),
+           best[BOUND] / best[ours], gbps(bytes, best[same]), gbps(bytes, best_dnnl),
+           fastest < 0 ? "-" : dnnl_tag_names[fastest - DNNL_FIRST], best_dnnl / best[ours], gbps(bytes, torch),
+           torch / best[ours]);
+}
+
+/* Per shape, thread count and pass: oneDNN's GB/s in each layout with the
+ * implementation it took (impl_info_str), so a reader sees each code path. */
+static void print_dnnl_row(bench_shape s, int threads, int pass, const row_result *res, const onednn_bn *dnnl)
+{
+    const double bytes = (pass == 1 ? 3.0 : 2.0) * (double)(s.n * s.c * s.h * s.w) * sizeof(float);
+    printf("| (%lld,%lld,%lld,%lld) | %d | %s |", (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w,
+           threads, pass_names[pass]);
+    for (int k = 0; k < DNNL_LAYOUTS; k++) {
+        if (dnnl[k].ok) printf(" %.1f `%s` |", gbps(bytes, res->best[pass][DNNL_FIRST + k]), dnnl[k].impl[pass]);
+        else printf(" failed |");
+    }
+    printf("\n");
+}
+
+/* Which implementations each layout took over all rows, with how many rows. */
+typedef struct impl_tally { char name[64]; int rows; } impl_tally;
+
+static void tally_impl(impl_tally *tally, int *size, const char *name)
+{
+    for (int k = 0; k < *size; k++)
+        if (strcmp(tally[k].name, name) == 0) {
+            tally[k].rows++;
+            return;
+        }
+    if (*size < 16) {
+        snprintf(tally[*size].name, sizeof tally[*size].name, "%s", name);
+        tally[(*size)++].rows = 1;
+    }
 }
 
 int main(int argc, char **argv)
 {
     int rounds = 15, quick = 0;
     int thread_list[4] = {1, 2}, thread_count = 2;
+    const char *shape_filter = NULL;
     static const struct option long_options[] = {
-        {"quick", no_argument, NULL, 'q'}, {"rounds", required_argument, NULL, 'r'},
+        {"quick", no_argument, NULL, 'q'},        {"rounds", required_argument, NULL, 'r'},
         {"threads", required_argument, NULL, 't'}, {"torch", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:h", long_options, NULL)) != -1;) {
+        {"shape", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:s:h", long_options, NULL)) != -1;) {
         if (opt == 'q') quick = 1, rounds = 3;
         else if (opt == 'T') load_torch_times(optarg);
         else if (opt == 'r') rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
+        else if (opt == 's') shape_filter = optarg;
         else if (opt == 't') {
             thread_count = 0;
-            for (char *t = strtok(optarg, ","); t && thread_count < 4; t = strtok(NULL, ",")) thread_list[thread_count++] = atoi(t);
+            for (char *t = strtok(optarg, ","); t && thread_count < 4; t = strtok(NULL, ","))
+                if (atoi(t) > 0) thread_list[thread_count++] = atoi(t);
+            if (thread_count == 0) thread_list[thread_count++] = 1;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--torch FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--shape N,C,H,W] [--torch FILE]\n",
+                    argv[0]);
             return opt == 'h' ? 0 : 2;
         }
     }
     static const bench_shape shapes[] = {{32, 64, 56, 56}, {32, 256, 14, 14}, {8, 16, 32, 32},
                                          {256, 64, 8, 8},  {128, 512, 7, 7},  {4096, 1024, 1, 1}};
     static const bench_shape quick_shapes[] = {{8, 16, 32, 32}, {64, 32, 1, 1}};
+    bench_shape one_shape;
+    const bench_shape *list = quick ? quick_shapes : shapes;
+    size_t list_size = quick ? 2 : sizeof shapes / sizeof shapes[0];
+    if (shape_filter) {
+        long long n, c, h, w;
+        if (sscanf(shape_filter, "%lld,%lld,%lld,%lld", &n, &c, &h, &w) != 4 || n < 1 || c < 1 || h < 1 || w < 1) {
+            fprintf(stderr, "bench_bn: --shape wants N,C,H,W (positive), got '%s'\n", shape_filter);
+            return 2;
+        }
+        one_shape = (bench_shape){n, c, h, w}, list = &one_shape, list_size = 1;
+    }
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     dnnl_engine_create(&engine, dnnl_cpu, 0);
     dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
-    printf("syncbn BN benchmark: best of %d rounds, contenders interleaved; GB/s on minimum bytes\n", rounds);
+    print_machine();
+    printf("\nsyncbn BN benchmark: best of %d rounds, contenders interleaved; GB/s on minimum bytes. "
+           "oneDNN best = fastest of nChw8c, nChw16c, nhwc, nchw per row (layout named)\n\n", rounds);
     printf("| shape | layout | threads | pass | syncbn ms (best) | ms (median) | syncbn GB/s | bound GB/s | "
-           "syncbn/bound | oneDNN same GB/s | oneDNN nChw16c GB/s | syncbn/best oneDNN | PyTorch GB/s | "
-           "syncbn/PyTorch |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    const bench_shape *list = quick ? quick_shapes : shapes;
-    const size_t list_size = quick ? 2 : sizeof shapes / sizeof shapes[0];
-    for (size_t i = 0; i < list_size; i++)
+           "syncbn/bound | oneDNN same GB/s | oneDNN best GB/s | oneDNN best layout | syncbn/best oneDNN | "
+           "PyTorch GB/s | syncbn/PyTorch |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    row_result *results = calloc(list_size * (size_t)thread_count, sizeof *results);
+    onednn_bn *impls = calloc(list_size * DNNL_LAYOUTS, sizeof *impls); /* names only; by shape, layout */
+    for (size_t i = 0; i < list_size; i++) {
+        for (int t = 0; t < thread_count; t++)
+            bench_shape_threads(engine, stream, list[i], thread_list[t], rounds, &results[i * thread_count + t],
+                                &impls[i * DNNL_LAYOUTS]);
         for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
-            for (int t = 0; t < thread_count; t++) bench_row(engine, stream, list[i], (sbn_layout)layout, thread_list[t], rounds);
+            for (int t = 0; t < thread_count; t++)
+                for (int pass = 0; pass < 3; pass++)
+                    print_row(list[i], (sbn_layout)layout, thread_list[t], pass, &results[i * thread_count + t]);
+        fflush(stdout);
+    }
+    if (torch_time_count)
+        printf("\nPyTorch column: per row the faster of its runs with glibc malloc and with jemalloc "
+               "(bench/run.sh, when jemalloc is installed): glibc in %d rows, jemalloc in %d\n",
+               torch_rows_won[0], torch_rows_won[1]);
+    printf("\noneDNN by layout (GB/s of the same runs, and the implementation each primitive took)\n\n");
+    printf("| shape | threads | pass |");
+    for (int k = 0; k < DNNL_LAYOUTS; k++) printf(" %s |", dnnl_tag_names[k]);
+    printf("\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < list_size; i++)
+        for (int t = 0; t < thread_count; t++)
+            for (int pass = 0; pass < 3; pass++)
+                print_dnnl_row(list[i], thread_list[t], pass, &results[i * thread_count + t], &impls[i * DNNL_LAYOUTS]);
+    printf("\noneDNN implementations per layout (shapes x passes):\n");
+    for (int k = 0; k < DNNL_LAYOUTS; k++) {
+        impl_tally tally[16];
+        int size = 0;
+        for (size_t i = 0; i < list_size; i++)
+            for (int pass = 0; pass < 3; pass++)
+                tally_impl(tally, &size, impls[i * DNNL_LAYOUTS + k].ok ? impls[i * DNNL_LAYOUTS + k].impl[pass] : "failed");
+        printf("  %-8s", dnnl_tag_names[k]);
+        for (int j = 0; j < size; j++) printf("%s %s (%d)", j ? "," : "", tally[j].name, tally[j].rows);
+        printf("\n");
+    }
+    free(results), free(impls);
     dnnl_stream_destroy(stream);
     dnnl_engine_destroy(engine);
     return 0;

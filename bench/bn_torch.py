@@ -1,13 +1,19 @@
 #!/usr/bin/python3
 """PyTorch's CPU batch norm on bench_bn's shapes, as a peer in the same run:
-writes JSON lines {"shape", "layout", "threads", "pass", "seconds"} (best of R)
+writes JSON lines {"shape", "layout", "threads", "pass", "allocator", "seconds"}
+(best of R)
 that `bench_bn --torch FILE` adds as a column. Backward calls the ATen kernel
-directly (no autograd overhead), as the C benchmarks do.
+directly (no autograd overhead), as the C benchmarks do. First come lines
+starting with "# " (bench_bn skips them, bench/run.sh prints them): the PyTorch
+version, the CPU capability its kernels dispatch to (from
+torch.__config__.show(), set by ATEN_CPU_CAPABILITY), and the allocator in use
+(jemalloc when bench/run.sh preloaded it).
 
   /usr/bin/python3 bench/bn_torch.py [--rounds R] > torch.jsonl
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -25,11 +31,39 @@ def best_time(fn, rounds):
     return min(times)
 
 
+def jemalloc_path():
+    """The jemalloc this process runs on if one is mapped (LD_PRELOAD), else None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if "jemalloc" in line:
+                    return line.split()[-1]
+    except OSError:
+        pass
+    return None
+
+
+def notes():
+    capability = [line.strip(" -") for line in torch.__config__.show().splitlines() if "CPU capability" in line]
+    env = os.environ.get("ATEN_CPU_CAPABILITY")
+    return [
+        "PyTorch %s, %s%s" % (torch.__version__, capability[0] if capability else "CPU capability usage: unknown",
+                              " (ATEN_CPU_CAPABILITY=%s)" % env if env else " (PyTorch's default dispatch)"),
+        "PyTorch allocator: " + ("jemalloc (%s, MALLOC_CONF=%s)" % (jemalloc_path(), os.environ.get("MALLOC_CONF", ""))
+                                 if jemalloc_path() else "glibc malloc (no jemalloc loaded)"),
+    ]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--shape", help="one shape N,C,H,W instead of bench_bn's list")
     a = p.parse_args()
-    for shape in SHAPES:
+    for line in notes():
+        print("# " + line, flush=True)
+    allocator = "jemalloc" if jemalloc_path() else "glibc"
+    shapes = [tuple(int(v) for v in a.shape.split(","))] if a.shape else SHAPES
+    for shape in shapes:
         for layout in ("NCHW", "NHWC"):
             for threads in (1, 2):
                 torch.set_num_threads(threads)
@@ -49,7 +83,7 @@ def main():
                 with torch.no_grad():
                     for name, fn in passes.items():
                         print(json.dumps({"shape": list(shape), "layout": layout, "threads": threads, "pass": name,
-                                          "seconds": best_time(fn, a.rounds)}), flush=True)
+                                          "allocator": allocator, "seconds": best_time(fn, a.rounds)}), flush=True)
 
 
 if __name__ == "__main__":
