@@ -55,7 +55,21 @@ typedef struct sbn_train_options {
     int keep;
     bool resume;
     const char *init_path;
+    /* Test-set evaluations during the run, besides the one at the end: after
+     * step floor(total * i / (eval_points + 1)) for i = 1..eval_points (each
+     * step once, step 0 never), each written to the metrics file as
+     * {"eval": true, "step", "test_accuracy", "test_loss", "seconds",
+     * "eval_seconds"}. 0 (the default): only at the end. They do not change
+     * the training (same steps, same losses), and their time is left out of
+     * every step line's "seconds" and of ms_per_step. */
+    int eval_points;
 } sbn_train_options;
+
+/* The final training loss of a run is the mean of the global batch's loss
+ * over its last SBN_FINAL_LOSS_STEPS steps (all of them when it ran fewer;
+ * after a resume, those run since the resume): one step's loss is too noisy
+ * to report. `syncbn compare` and `syncbn study` use the same definition. */
+#define SBN_FINAL_LOSS_STEPS 50
 
 /* convnet, BN, B = 32, 1 epoch, lr 0.01 with cosine decay, momentum 0.9,
  * weight decay 5e-4, seed 1, 1 thread, the Fashion-MNIST folder, no metrics file. */
@@ -63,7 +77,7 @@ SBN_API sbn_train_options sbn_train_defaults(void);
 
 typedef struct sbn_train_result {
     int64_t steps;              /* completed, counting those before a resume */
-    double final_train_loss;    /* mean over the global batch of the last step */
+    double final_train_loss;    /* mean of the last SBN_FINAL_LOSS_STEPS steps' losses (see above) */
     double test_accuracy;       /* 0..1 */
     double test_loss;
     double ms_per_step;

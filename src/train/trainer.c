@@ -260,7 +260,7 @@ static sbn_status train(const sbn_train_options *options, sbn_comm *world, sbn_t
     double train_seconds = 0.0, checkpoint_seconds = 0.0, eval_seconds = 0.0, loss = 0.0, accuracy = 0.0;
     const int64_t every = options->checkpoint_every > 0 ? options->checkpoint_every : 1000;
     int64_t step = s.first_step, checkpoints = 0;
-    double recent[SBN_FINAL_LOSS_STEPS]; /* the last losses, a ring: their mean is the final training loss */
+    double recent[SBN_FINAL_LOSS_STEPS] = {0}; /* the last losses, a ring: their mean is the final training loss */
     int next_eval = 1; /* the next evaluation during the run, skipping those at or before a resume's start */
     while (next_eval <= options->eval_points && eval_step(total, options->eval_points, next_eval) <= s.first_step)
         next_eval++;
