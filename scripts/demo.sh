@@ -9,3 +9,4 @@ echo "== syncbn compare: 1 process vs 4 ranks with BN vs 4 ranks with SyncBN (co
 "$build/syncbn" compare --ranks 4 --batch 32 --epochs 1 --out "$out" "$@"
 echo
 echo "Results in $out: summary.json, steps.csv, run_{a,b,c}.jsonl and the plot compare.png"
+echo "When does SyncBN matter? Per-rank batches x seeds with significance tests: $build/syncbn study --quick"

@@ -9,15 +9,22 @@
 enum { EXIT_USAGE = 2 };
 
 /* Which subcommand a flag belongs to (a bit set: a flag may belong to both). */
-typedef enum cli_command { CLI_TRAIN = 1, CLI_COMPARE = 2, CLI_EVAL = 4 } cli_command;
+typedef enum cli_command { CLI_TRAIN = 1, CLI_COMPARE = 2, CLI_EVAL = 4, CLI_STUDY = 8 } cli_command;
 
-/* Everything `train` and `compare` read from their command line. */
+/* Everything `train`, `compare`, `eval` and `study` read from their command line. */
 typedef struct cli_settings {
-    sbn_train_options train; /* the run (train) or each of the three runs (compare) */
+    sbn_train_options train; /* the run (train) or each of the runs (compare, study) */
     double timeout;          /* train: seconds a collective waits for its peers */
-    int ranks;               /* compare: ranks of runs b and c */
-    const char *out;         /* compare: output folder */
-    bool plot;               /* compare: write compare.png */
+    int ranks;               /* compare: ranks of runs b and c; study: P */
+    const char *out;         /* compare, study: output folder */
+    bool plot;               /* compare, study: write the PNG plots */
+    const char *batches;     /* study: per-rank batches, "1,2,4,8,16" */
+    const char *lr_stress;   /* study: lr factors at the smallest per-rank batch, "2,5" or "none" */
+    int seeds;               /* study: seeds per cell */
+    bool quick;              /* study: the quick preset */
+    double loss_threshold;   /* study: smoothed training loss to reach */
+    double accuracy_level;   /* study: test accuracy to reach, 0..1 */
+    double alpha;            /* study: significance level of the Welch t-tests */
     const char *weights;     /* eval: the weights to evaluate */
     const char *logits;      /* eval: where to write every test sample's logits (float32) */
     unsigned long long given; /* which flags the command line set (see cli_given) */
@@ -43,5 +50,6 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_compare(int argc, char **argv, const char *self_path);
+int cli_study(int argc, char **argv, const char *self_path);
 
 #endif

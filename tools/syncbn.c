@@ -1,6 +1,7 @@
 /* syncbn — command-line tool.
  *   syncbn train     one training run (under mpiexec for several ranks)
  *   syncbn compare   1 process vs P ranks with BN vs P ranks with SyncBN
+ *   syncbn study     compare's three runs over a grid of per-rank batches and seeds
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +27,13 @@ static void usage(FILE *out)
             "  eval      test accuracy and loss of saved weights (a checkpoint or a safetensors file)\n"
             "  export    write a checkpoint's weights in PyTorch's torch.save format\n"
             "  compare   train the same model as 1 process, as P ranks with BN and as P ranks\n"
-            "            with SyncBN, and compare them (what `make demo` runs)\n\n"
+            "            with SyncBN, and compare them (what `make demo` runs)\n"
+            "  study     when does SyncBN matter? compare's three runs over per-rank batches x seeds:\n"
+            "            accuracy, convergence and stability with significance tests (resumable)\n\n"
             "`syncbn <command> --help` describes each command's options.\n");
 }
 
-/* ---------- the options of `train` and `compare`: one table, one parser ---------- */
+/* ---------- the options of every command: one table, one parser ---------- */
 
 typedef enum flag_kind {
     FLAG_SWITCH,  /* no value */
@@ -44,8 +47,9 @@ typedef enum flag_id { /* getopt_long's return values */
     F_HELP = 'h',
     F_MODEL = 256, F_NORM, F_GROUP_SIZE, F_BATCH, F_EPOCHS, F_STEPS, F_TRAIN_SAMPLES, F_LR, F_LR_SCHEDULE,
     F_MOMENTUM, F_WEIGHT_DECAY, F_SEED, F_DATA, F_THREADS, F_METRICS, F_TIMEOUT, F_PROGRESS, F_RANKS, F_OUT,
-    F_NO_PLOT, F_CHECKPOINT_DIR, F_CHECKPOINT_EVERY, F_KEEP, F_RESUME, F_INIT, F_WEIGHTS, F_LOGITS
-} flag_id;
+    F_NO_PLOT, F_CHECKPOINT_DIR, F_CHECKPOINT_EVERY, F_KEEP, F_RESUME, F_INIT, F_WEIGHTS, F_LOGITS, F_EVAL_POINTS,
+    F_BATCHES, F_SEEDS, F_LR_STRESS, F_QUICK, F_LOSS_THRESHOLD, F_ACCURACY_LEVEL, F_ALPHA
+} flag_id; /* at most 64 past F_MODEL: cli_settings.given has a bit for each */
 
 typedef struct choice {
     const char *text;
@@ -63,12 +67,13 @@ typedef struct valid_values {
 typedef struct cli_flag {
     const char *name;
     flag_id id;
-    unsigned commands; /* CLI_TRAIN | CLI_COMPARE */
+    unsigned commands; /* CLI_TRAIN | CLI_COMPARE | CLI_EVAL | CLI_STUDY */
     flag_kind kind;
     valid_values valid;
 } cli_flag;
 
-enum { BOTH = CLI_TRAIN | CLI_COMPARE, ALL = CLI_TRAIN | CLI_COMPARE | CLI_EVAL };
+/* RUNS: the flags of a training run, which compare and study pass on to each of their runs. */
+enum { RUNS = CLI_TRAIN | CLI_COMPARE | CLI_STUDY, ALL = CLI_TRAIN | CLI_COMPARE | CLI_EVAL | CLI_STUDY };
 
 static const choice models[] = {{"seed", SBN_MODEL_SEED}, {"convnet", SBN_MODEL_CONVNET}, {NULL, 0}};
 static const choice norms[] = {{"bn", SBN_NORM_BN}, {"sync", SBN_NORM_SYNC}, {"none", SBN_NORM_NONE}, {NULL, 0}};
@@ -80,18 +85,19 @@ static const choice schedules[] = {{"cosine", SBN_LR_COSINE}, {"constant", SBN_L
  * trainer allows, ranks what mpiexec sensibly starts, epochs so that epochs
  * x batches per epoch stays far below INT64_MAX. */
 static const cli_flag flags[] = {
-    {"model", F_MODEL, BOTH, FLAG_CHOICE, {.choices = models}},
+    {"model", F_MODEL, RUNS, FLAG_CHOICE, {.choices = models}},
     {"norm", F_NORM, CLI_TRAIN, FLAG_CHOICE, {.choices = norms}},
     {"group-size", F_GROUP_SIZE, CLI_TRAIN, FLAG_INTEGER, {.min = 1, .max = INT_MAX}},
-    {"batch", F_BATCH, BOTH, FLAG_INTEGER, {.min = 1, .max = INT32_MAX}},
-    {"epochs", F_EPOCHS, BOTH, FLAG_INTEGER, {.min = 1, .max = 1000000}},
-    {"steps", F_STEPS, BOTH, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
-    {"train-samples", F_TRAIN_SAMPLES, BOTH, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
-    {"lr", F_LR, BOTH, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
-    {"lr-schedule", F_LR_SCHEDULE, BOTH, FLAG_CHOICE, {.choices = schedules}},
-    {"momentum", F_MOMENTUM, BOTH, FLAG_REAL, {.low = 0.0, .high = 1.0, .high_open = true}},
-    {"weight-decay", F_WEIGHT_DECAY, BOTH, FLAG_REAL, {.low = 0.0, .high = INFINITY}},
-    {"seed", F_SEED, BOTH, FLAG_INTEGER, {.min = 0, .max = INT64_MAX}},
+    /* study: recognized (not taken as an abbreviation of --batches) and refused with the reason */
+    {"batch", F_BATCH, RUNS, FLAG_INTEGER, {.min = 1, .max = INT32_MAX}},
+    {"epochs", F_EPOCHS, RUNS, FLAG_INTEGER, {.min = 1, .max = 1000000}},
+    {"steps", F_STEPS, RUNS, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
+    {"train-samples", F_TRAIN_SAMPLES, RUNS, FLAG_INTEGER, {.min = 1, .max = INT64_MAX}},
+    {"lr", F_LR, RUNS, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"lr-schedule", F_LR_SCHEDULE, RUNS, FLAG_CHOICE, {.choices = schedules}},
+    {"momentum", F_MOMENTUM, RUNS, FLAG_REAL, {.low = 0.0, .high = 1.0, .high_open = true}},
+    {"weight-decay", F_WEIGHT_DECAY, RUNS, FLAG_REAL, {.low = 0.0, .high = INFINITY}},
+    {"seed", F_SEED, RUNS, FLAG_INTEGER, {.min = 0, .max = INT64_MAX}},
     {"data", F_DATA, ALL, FLAG_TEXT, {0}},
     {"threads", F_THREADS, ALL, FLAG_INTEGER, {.min = 1, .max = 1024}},
     {"metrics", F_METRICS, CLI_TRAIN, FLAG_TEXT, {0}},
@@ -104,9 +110,17 @@ static const cli_flag flags[] = {
     {"weights", F_WEIGHTS, CLI_EVAL, FLAG_TEXT, {0}},
     {"logits", F_LOGITS, CLI_EVAL, FLAG_TEXT, {0}},
     {"progress", F_PROGRESS, CLI_TRAIN, FLAG_SWITCH, {0}},
-    {"ranks", F_RANKS, CLI_COMPARE, FLAG_INTEGER, {.min = 2, .max = 1024}},
-    {"out", F_OUT, CLI_COMPARE, FLAG_TEXT, {0}},
-    {"no-plot", F_NO_PLOT, CLI_COMPARE, FLAG_SWITCH, {0}},
+    {"ranks", F_RANKS, CLI_COMPARE | CLI_STUDY, FLAG_INTEGER, {.min = 2, .max = 1024}},
+    {"out", F_OUT, CLI_COMPARE | CLI_STUDY, FLAG_TEXT, {0}},
+    {"no-plot", F_NO_PLOT, CLI_COMPARE | CLI_STUDY, FLAG_SWITCH, {0}},
+    {"eval-points", F_EVAL_POINTS, CLI_TRAIN | CLI_STUDY, FLAG_INTEGER, {.min = 0, .max = 1000000}},
+    {"batches", F_BATCHES, CLI_STUDY, FLAG_TEXT, {0}},
+    {"seeds", F_SEEDS, CLI_STUDY, FLAG_INTEGER, {.min = 1, .max = 1000}},
+    {"lr-stress", F_LR_STRESS, CLI_STUDY, FLAG_TEXT, {0}},
+    {"quick", F_QUICK, CLI_STUDY, FLAG_SWITCH, {0}},
+    {"loss-threshold", F_LOSS_THRESHOLD, CLI_STUDY, FLAG_REAL, {.low = 0.0, .low_open = true, .high = INFINITY}},
+    {"accuracy-level", F_ACCURACY_LEVEL, CLI_STUDY, FLAG_REAL, {.low = 0.0, .low_open = true, .high = 1.0}},
+    {"alpha", F_ALPHA, CLI_STUDY, FLAG_REAL, {.low = 0.0, .low_open = true, .high = 0.5}},
     {"help", F_HELP, ALL, FLAG_SWITCH, {0}},
 };
 enum { FLAG_COUNT = sizeof flags / sizeof flags[0] };
@@ -224,6 +238,14 @@ static void assign(cli_settings *s, flag_id id, flag_value v)
     case F_INIT: o->init_path = v.text; break;
     case F_WEIGHTS: s->weights = v.text; break;
     case F_LOGITS: s->logits = v.text; break;
+    case F_EVAL_POINTS: o->eval_points = (int)v.integer; break;
+    case F_BATCHES: s->batches = v.text; break;
+    case F_SEEDS: s->seeds = (int)v.integer; break;
+    case F_LR_STRESS: s->lr_stress = v.text; break;
+    case F_QUICK: s->quick = true; break;
+    case F_LOSS_THRESHOLD: s->loss_threshold = v.real; break;
+    case F_ACCURACY_LEVEL: s->accuracy_level = v.real; break;
+    case F_ALPHA: s->alpha = v.real; break;
     case F_HELP: break;
     }
 }
@@ -237,7 +259,10 @@ bool cli_given(const cli_settings *s, const char *flag)
 
 cli_parse_result cli_parse(cli_command command, int argc, char **argv, cli_settings *s, void (*print_usage)(FILE *out))
 {
-    const char *name = command == CLI_TRAIN ? "train" : command == CLI_COMPARE ? "compare" : "eval";
+    const char *name = command == CLI_TRAIN     ? "train"
+                       : command == CLI_COMPARE ? "compare"
+                       : command == CLI_STUDY   ? "study"
+                                                : "eval";
     *s = (cli_settings){
         .train = sbn_train_defaults(), .timeout = 600.0, .ranks = 4, .out = "out/compare", .plot = true};
     struct option options[FLAG_COUNT + 1];
@@ -297,7 +322,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "train") == 0) return cli_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);
     if (strcmp(argv[1], "export") == 0) return cli_export(argc - 1, argv + 1);
-    if (strcmp(argv[1], "compare") == 0) {
+    if (strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "study") == 0) {
         char self[PATH_MAX];
         const ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
         if (length <= 0) {
@@ -305,7 +330,8 @@ int main(int argc, char **argv)
             return 1;
         }
         self[length] = '\0';
-        return cli_compare(argc - 1, argv + 1, self);
+        return strcmp(argv[1], "study") == 0 ? cli_study(argc - 1, argv + 1, self)
+                                             : cli_compare(argc - 1, argv + 1, self);
     }
     fprintf(stderr, "syncbn: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

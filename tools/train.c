@@ -32,6 +32,9 @@ static void train_usage(FILE *out)
             "  --metrics FILE         per-step JSON lines, written by rank 0\n"
             "  --timeout SECONDS      how long a collective waits for its peers, > 0 (default 600)\n"
             "  --progress             progress bar on rank 0 (when stderr is a terminal)\n"
+            "  --eval-points K        also evaluate the test set at K evenly spaced steps during the run\n"
+            "                         (after step floor(total x i / (K + 1)), i = 1..K), each an\n"
+            "                         {\"eval\": true, ...} line in --metrics (default 0: at the end only)\n"
             "  --checkpoint-dir DIR   write checkpoints into DIR (see below)\n"
             "  --checkpoint-every N   a checkpoint every N steps (default 1000), and at the end of\n"
             "                         each epoch and of the run\n"
@@ -44,8 +47,9 @@ static void train_usage(FILE *out)
             "  --help                 this text\n\n"
             "A checkpoint is DIR/step-<N>/ with model.safetensors (PyTorch's state-dict names),\n"
             "optimizer.safetensors and, for plain BN, each rank's BN buffers; DIR/latest names the\n"
-            "newest complete one. `syncbn export` writes it for torch.load.\n",
-            SBN_FASHION_MNIST_DIR);
+            "newest complete one. `syncbn export` writes it for torch.load.\n\n"
+            "The final train loss is the mean of the last %d steps' losses (one step's is too noisy).\n",
+            SBN_FASHION_MNIST_DIR, SBN_FINAL_LOSS_STEPS);
 }
 
 /* The flags that fix a run: a resumed run takes them from its checkpoint. */
@@ -117,9 +121,9 @@ int cli_train(int argc, char **argv)
     const int rank = sbn_comm_rank(world), ranks = sbn_comm_size(world);
     if (st != SBN_OK) fprintf(stderr, "syncbn train (rank %d): %s: %s\n", rank, sbn_status_str(st), sbn_errmsg());
     else if (rank == 0)
-        printf("steps %lld  final train loss %.4f  test accuracy %.2f%%  test loss %.4f  %.2f ms/step  "
+        printf("steps %lld  final train loss (mean of the last %d steps) %.4f  test accuracy %.2f%%  test loss %.4f  %.2f ms/step  "
                "running_mean spread across ranks %.3g\n",
-               (long long)result.steps, result.final_train_loss, 100.0 * result.test_accuracy, result.test_loss,
+               (long long)result.steps, SBN_FINAL_LOSS_STEPS, result.final_train_loss, 100.0 * result.test_accuracy, result.test_loss,
                result.ms_per_step, result.running_mean_spread);
     sbn_comm_destroy(world);
     if (st != SBN_OK && ranks > 1) MPI_Abort(MPI_COMM_WORLD, 1); /* peers may be blocked in a collective */
