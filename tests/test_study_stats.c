@@ -229,7 +229,8 @@ static void test_samples_against_numpy(void **state)
         {
             snprintf(what, sizeof what, "%s: first smoothed < %s", name, below->string);
             const int64_t got = stat_first_below(smooth, n, strtod(below->string, NULL));
-            if (got != (int64_t)below->valuedouble) fail_msg("%s: got %lld, want %g", what, (long long)got, below->valuedouble);
+            if (got != (int64_t)below->valuedouble)
+                fail_msg("%s: got %lld, want %g", what, (long long)got, below->valuedouble);
         }
         free(x), free(want_smooth), free(scratch), free(smooth);
         cases++;

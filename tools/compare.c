@@ -111,8 +111,8 @@ static int write_steps_csv(const run runs[3], const char *out)
         fprintf(f, "step,loss_a,loss_b,loss_c,rel_dev_b,rel_dev_c,smooth_a,smooth_b,smooth_c\n");
         for (int64_t k = 0; k < steps; k++) {
             const double a = runs[0].m.losses[k], b = runs[1].m.losses[k], c = runs[2].m.losses[k];
-            fprintf(f, "%lld,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%.9g,%.9g\n", (long long)k + 1, a, b, c, fabs(b - a) / fabs(a),
-                    fabs(c - a) / fabs(a), smooth[0][k], smooth[1][k], smooth[2][k]);
+            fprintf(f, "%lld,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%.9g,%.9g\n", (long long)k + 1, a, b, c,
+                    fabs(b - a) / fabs(a), fabs(c - a) / fabs(a), smooth[0][k], smooth[1][k], smooth[2][k]);
         }
     }
     const bool written = f && fclose(f) == 0;
@@ -165,8 +165,9 @@ static void plot(const run runs[3], const sbn_train_options *o, const char *out)
 
 static void print_table(const run runs[3], const sbn_train_options *o)
 {
-    printf("\n| run | ranks | per-rank batch | norm | test accuracy | final train loss (last %d steps) | max rel. loss dev. "
-           "(10 steps) | (100 steps) | running_mean spread | ms/step |\n", SBN_FINAL_LOSS_STEPS);
+    printf("\n| run | ranks | per-rank batch | norm | test accuracy | final train loss (last %d steps) | max rel. "
+           "loss dev. (10 steps) | (100 steps) | running_mean spread | ms/step |\n",
+           SBN_FINAL_LOSS_STEPS);
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < 3; k++) {
         const run *r = &runs[k];

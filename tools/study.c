@@ -254,10 +254,17 @@ static double field(const cJSON *object, const char *key)
     return cJSON_IsNumber(item) ? item->valuedouble : NAN;
 }
 
+/* A count from a record: 0 when missing or not a count (no float-to-integer overflow). */
+static int64_t count_field(const cJSON *object, const char *key)
+{
+    const double value = field(object, key);
+    return value >= 0 && value < 9e15 ? (int64_t)value : 0;
+}
+
 static measures measures_from_record(const cJSON *j)
 {
     return (measures){
-        .steps = (int64_t)field(j, "steps"), .nonfinite_steps = (int64_t)field(j, "nonfinite_steps"),
+        .steps = count_field(j, "steps"), .nonfinite_steps = count_field(j, "nonfinite_steps"),
         .test_accuracy = field(j, "test_accuracy"), .test_loss = field(j, "test_loss"),
         .best_test_loss = field(j, "best_test_loss"), .best_test_accuracy = field(j, "best_test_accuracy"),
         .final_train_loss = field(j, "final_train_loss"), .steps_to_loss = field(j, "steps_to_loss"),
@@ -486,7 +493,8 @@ static summary summarize(const study *s, int cell, double *values)
     n = GATHER(running_mean_spread, true), u.running_mean_spread_mean = stat_mean(values, n);
     n = GATHER(ms_per_step, true), u.ms_per_step_mean = stat_mean(values, n);
     n = GATHER(wall_seconds, true), u.wall_mean = stat_mean(values, n);
-    for (int64_t k = 0; k < s->run_count; k++) u.diverged += s->runs[k].cell == cell && s->done[k] && s->measured[k].diverged;
+    for (int64_t k = 0; k < s->run_count; k++)
+        u.diverged += s->runs[k].cell == cell && s->done[k] && s->measured[k].diverged;
     return u;
 }
 
@@ -508,7 +516,8 @@ static comparison compare_cells(const study *s, int cell, int reference, double 
     return c;
 }
 
-/* "within noise", "lower", "higher", or "n/a" (fewer than 2 seeds on a side). */
+/* "within noise", "lower", "higher", or "n/a" (fewer than 2 finite values on a side: too few
+ * seeds, or diverged runs). */
 static const char *verdict(const stat_welch *w, double alpha)
 {
     if (!w->valid) return "n/a";
@@ -708,7 +717,7 @@ static void put_difference(strbuf *t, const stat_welch *w, double scale, const c
 {
     char number[48];
     if (!w->valid) {
-        put(t, "n/a (< 2 seeds)");
+        put(t, "n/a (< 2 finite values a side)");
         return;
     }
     snprintf(number, sizeof number, format, scale * w->difference);
@@ -734,8 +743,8 @@ static void put_markdown(const study *s, const summary *sums, const comparison *
             isfinite(u->accuracy_sd) ? cell_number(100 * u->accuracy_sd, "%.2f", b) : "", u->n);
         if (c->norm == STUDY_ONE) put(t, "- | ");
         else put_difference(t, &vs[k].accuracy, 100, " pts", "%.2f", s->alpha), put(t, " | ");
-        put(t, "%s / %s | %s | ", cell_number(u->test_loss_mean, "%.4f", a), cell_number(u->best_test_loss_mean, "%.4f", b),
-            cell_number(u->final_train_loss_mean, "%.4f", c_));
+        put(t, "%s / %s | %s | ", cell_number(u->test_loss_mean, "%.4f", a),
+            cell_number(u->best_test_loss_mean, "%.4f", b), cell_number(u->final_train_loss_mean, "%.4f", c_));
         put(t, "%s (%s) %d/%d | ", cell_number(u->steps_to_loss_mean, "%.0f", a),
             cell_number(u->seconds_to_loss_mean, "%.1f", b), u->reached_loss, u->n);
         put(t, "%s (%s) %d/%d | ", cell_number(u->steps_to_accuracy_mean, "%.0f", a),
@@ -773,7 +782,7 @@ static void put_findings(const study *s, const summary *sums, const comparison *
             if (lower.length) put(t, "lower at per-rank batch %s; ", lower.data);
             if (higher.length) put(t, "higher at per-rank batch %s; ", higher.data);
             if (noise.length) put(t, "within noise at %s; ", noise.data);
-            if (missing.length) put(t, "not testable (fewer than 2 seeds) at %s; ", missing.data);
+            if (missing.length) put(t, "not testable (fewer than 2 finite values a side) at %s; ", missing.data);
             t->length -= t->length >= 2 && t->data[t->length - 2] == ';' ? 2 : 0;
             put(t, ".\n");
             free(lower.data), free(higher.data), free(noise.data), free(missing.data);
@@ -794,7 +803,8 @@ static void put_findings(const study *s, const summary *sums, const comparison *
 static void plot(const study *s, const summary *sums)
 {
     static const char *const files[STUDY_NORMS] = {"plot_one.dat", "plot_plain.dat", "plot_sync.dat"};
-    static const double shift[STUDY_NORMS] = {0.94, 1.0, 1.06}; /* apart on the log axis, so error bars do not overlap */
+    /* apart on the log axis, so that the error bars do not overlap */
+    static const double shift[STUDY_NORMS] = {0.94, 1.0, 1.06};
     for (int norm = 0; norm < STUDY_NORMS; norm++) {
         strbuf t = {0};
         put(&t, "# per_rank_batch(shifted) accuracy_mean_pct accuracy_sd_pct loss_sd_mean loss_sd_sd\n");
@@ -803,8 +813,8 @@ static void plot(const study *s, const summary *sums)
             const summary *u = &sums[k];
             if ((int)c->norm != norm || c->lr_factor != 1.0 || u->n == 0) continue;
             put(&t, "%.6g %.6g %.6g %.6g %.6g\n", (double)c->per_rank_batch * shift[norm], 100 * u->accuracy_mean,
-                isfinite(u->accuracy_sd) ? 100 * u->accuracy_sd : 0.0, isfinite(u->loss_sd_mean) ? u->loss_sd_mean : 0.0,
-                isfinite(u->loss_sd_sd) ? u->loss_sd_sd : 0.0);
+                isfinite(u->accuracy_sd) ? 100 * u->accuracy_sd : 0.0,
+                isfinite(u->loss_sd_mean) ? u->loss_sd_mean : 0.0, isfinite(u->loss_sd_sd) ? u->loss_sd_sd : 0.0);
         }
         const int written = t.failed ? -1 : write_file(s, files[norm], t.data);
         free(t.data);
@@ -828,7 +838,8 @@ static void plot(const study *s, const summary *sums)
              "     'plot_sync.dat' using 1:4:5 with yerrorlines lw 2 dt 2 title 'SyncBN'\n",
              s->grid.ranks, s->grid.seeds);
     if (write_file(s, "study.gp", script) != 0) return;
-    if (runs_gnuplot(s->out, "study.gp") == 0) printf("plots: %s/study_accuracy.png, %s/study_stability.png\n", s->out, s->out);
+    if (runs_gnuplot(s->out, "study.gp") == 0)
+        printf("plots: %s/study_accuracy.png, %s/study_stability.png\n", s->out, s->out);
     else fprintf(stderr, "syncbn study: gnuplot failed; the plot script is %s/study.gp\n", s->out);
 }
 
@@ -1025,7 +1036,8 @@ int cli_study(int argc, char **argv, const char *self)
     int64_t others, duplicates;
     const int64_t recorded = read_records(&s, &others, &duplicates);
     printf("study: %d per-rank batch%s", s.grid.batch_count, s.grid.batch_count == 1 ? "" : "es");
-    if (s.grid.stress_count) printf(" + %d lr stress factor%s", s.grid.stress_count, s.grid.stress_count == 1 ? "" : "s");
+    if (s.grid.stress_count)
+        printf(" + %d lr stress factor%s", s.grid.stress_count, s.grid.stress_count == 1 ? "" : "s");
     printf(", 3 norms, %d seed%s: %lld runs; %lld recorded in %s/runs.jsonl (skipped), %lld to run\n", s.grid.seeds,
            s.grid.seeds == 1 ? "" : "s", (long long)s.run_count, (long long)recorded, s.out,
            (long long)(s.run_count - recorded));
