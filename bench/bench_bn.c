@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <omp.h>
@@ -309,7 +310,7 @@ typedef struct row_context {
 
 typedef struct row_result {
     double best[3][CONTENDERS], median[3][CONTENDERS]; /* seconds, by pass */
-    bool done;
+    long preempted; /* involuntary context switches while the block ran */
 } row_result;
 
 static void run_contender(row_context *r, int contender, int pass)
@@ -343,6 +344,9 @@ static void bench_shape_threads(dnnl_engine_t engine, dnnl_stream_t stream, benc
     }
     for (int k = 0; k < DNNL_LAYOUTS; k++)
         if (!onednn_create(&r.dnnl[k], engine, s, dnnl_tags[k])) onednn_destroy(&r.dnnl[k]);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    result->preempted = -usage.ru_nivcsw;
     for (int pass = 0; pass < 3; pass++) {
         double *times = calloc((size_t)(CONTENDERS * rounds), sizeof *times);
         for (int k = 0; k < rounds + 1; k++)
@@ -363,7 +367,8 @@ static void bench_shape_threads(dnnl_engine_t engine, dnnl_stream_t stream, benc
         }
         free(times);
     }
-    result->done = true;
+    getrusage(RUSAGE_SELF, &usage);
+    result->preempted += usage.ru_nivcsw;
     for (int k = 0; k < DNNL_LAYOUTS; k++) {
         memcpy(dnnl_out[k].impl, r.dnnl[k].impl, sizeof r.dnnl[k].impl);
         dnnl_out[k].ok = r.dnnl[k].ok;
@@ -515,6 +520,27 @@ int main(int argc, char **argv)
         printf("  %-8s", dnnl_tag_names[k]);
         for (int j = 0; j < size; j++) printf("%s %s (%d)", j ? "," : "", tally[j].name, tally[j].rows);
         printf("\n");
+    }
+    /* The machine may be shared: other processes taking a core show up as
+     * involuntary context switches, and a 2-thread pass whose thread lost its
+     * core waits at every barrier. Said here so a reader can discount rows. */
+    printf("\nInvoluntary context switches (other processes taking a core) while each shape ran, "
+           "by thread count; a quiet machine shows a few:\n");
+    for (size_t i = 0; i < list_size; i++) {
+        printf("  (%lld,%lld,%lld,%lld)", (long long)list[i].n, (long long)list[i].c, (long long)list[i].h,
+               (long long)list[i].w);
+        for (int t = 0; t < thread_count; t++)
+            printf("%s %d thread%s: %ld", t ? "," : "", thread_list[t], thread_list[t] == 1 ? "" : "s",
+                   results[i * thread_count + t].preempted);
+        printf("\n");
+    }
+    double load[3] = {0};
+    FILE *loadavg = fopen("/proc/loadavg", "r");
+    if (loadavg) {
+        if (fscanf(loadavg, "%lf %lf %lf", &load[0], &load[1], &load[2]) == 3)
+            printf("Load average at the end (1, 5, 15 min): %.2f %.2f %.2f on %d CPUs\n", load[0], load[1], load[2],
+                   omp_get_num_procs());
+        fclose(loadavg);
     }
     free(results), free(impls);
     dnnl_stream_destroy(stream);

@@ -8,7 +8,7 @@ oversubscribe=""
 if mpiexec --version 2>&1 | grep -qE "Open MPI|OpenRTE"; then oversubscribe=--oversubscribe; fi
 
 cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//' || true)
-echo "# syncbn benchmarks on ${cpu_model:-an unknown CPU} ($(nproc) CPUs), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "# syncbn benchmarks on ${cpu_model:-an unknown CPU} ($(nproc) CPUs), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 echo "## BN kernels (bench_bn, with PyTorch's times from bench/bn_torch.py when PyTorch is installed)"
