@@ -15,7 +15,8 @@ packages=(
   libdnnl-dev
   dataset-fashion-mnist
   gnuplot-nox
-  python3 python3-torch python3-numpy python3-mpi4py
+  python3 python3-torch python3-numpy
+  libjemalloc2 python3-mpi4py
 )
 
 missing=()
