@@ -89,12 +89,10 @@ static void study_usage(FILE *out)
             "                         as for `syncbn compare` (each run's)\n"
             "  --no-plot              skip the PNGs\n"
             "  --help                 this text\n\n"
-            "Run time on 2 cores, 8 ranks oversubscribed: one seed of a group (its three runs) took\n"
-            "30-55 s for one epoch at per-rank batch 1 and 8 (measured, the machine shared), so the\n"
-            "full default grid (%s, 8 ranks, 3 seeds, lr stress x2 and x5: 63 runs of one epoch,\n"
-            "21 groups x seeds) takes about 15 minutes (estimated from those), --quick (36 runs on\n"
-            "12000 images: 15-20 s per group and seed, measured) about 4 minutes. Each run's\n"
-            "progress line says how long the rest will take.\n",
+            "Run time on 2 cores, 8 ranks oversubscribed: the full default grid (%s, 8 ranks,\n"
+            "3 seeds, lr stress x2 and x5: 63 runs of one epoch) took 13 min 53 s (measured on a\n"
+            "2-core AMD EPYC VM); --quick (36 runs on 12000 images: 15-20 s per group and seed,\n"
+            "measured) takes about 4 minutes. Each run's progress line says how long the rest will take.\n",
             SBN_FINAL_LOSS_STEPS, SBN_FINAL_LOSS_STEPS, SPIKE_WINDOW, SPIKE_HISTORY + 1, 100 * DIVERGED_ACCURACY,
             full_grid.batches, full_grid.ranks, full_grid.seeds, full_grid.lr_stress, MAX_STUDY_EVAL_POINTS,
             full_grid.eval_points, full_grid.loss_threshold, full_grid.accuracy_level, quick_grid.batches,
