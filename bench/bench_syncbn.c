@@ -49,7 +49,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    const sbn_shape shape = {n, c, h * w, SBN_NCS};
+    const sbn_shape shape = {n, c, h * w, SBN_NCS, SBN_DTYPE_F32};
     const long long count = n * c * h * w;
     float *x = malloc((size_t)count * sizeof *x), *y = malloc((size_t)count * sizeof *y);
     float *dy = malloc((size_t)count * sizeof *dy), *dx = malloc((size_t)count * sizeof *dx);

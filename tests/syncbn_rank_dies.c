@@ -17,7 +17,7 @@ int main(int argc, char **argv)
     sbn_comm_set_timeout(comm, 300.0); /* longer than the script waits: the job must end by MPI's own doing */
     if (rank == 1) _exit(3);
     float x[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, y[16];
-    sbn_status st = sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true);
+    sbn_status st = sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true);
     fprintf(stderr, "rank %d: forward returned %s: %s\n", rank, sbn_status_str(st), sbn_errmsg());
     sbn_bn_destroy(bn);
     sbn_comm_destroy(comm);

@@ -50,7 +50,7 @@ static int setup(void **state)
     test_fill_normal(&rng, f->x, COUNT, 1, 2);
     test_fill_normal(&rng, f->dy, COUNT, 0, 1);
     if (sbn_bn_create(C, NULL, NULL, &f->bn) != SBN_OK) return -1;
-    const sbn_shape shape = {N, C, S, SBN_NCS};
+    const sbn_shape shape = {N, C, S, SBN_NCS, SBN_DTYPE_F32};
     for (int k = 0; k < 2; k++) {
         if (sbn_bn_forward(f->bn, shape, f->x, f->y, true) != SBN_OK) return -1;
         if (sbn_bn_backward(f->bn, shape, f->x, f->dy, f->dx) != SBN_OK) return -1;
@@ -75,7 +75,7 @@ static void assert_unchanged(fixture *f)
     snapshot now = take_snapshot(f->bn);
     assert_memory_equal(&now, &f->before, sizeof now);
     float dx[COUNT];
-    assert_int_equal(sbn_bn_backward(f->bn, (sbn_shape){N, C, S, SBN_NCS}, f->x, f->dy, dx), SBN_OK);
+    assert_int_equal(sbn_bn_backward(f->bn, (sbn_shape){N, C, S, SBN_NCS, SBN_DTYPE_F32}, f->x, f->dy, dx), SBN_OK);
     assert_memory_equal(dx, f->dx_before, sizeof dx);
     /* that backward added grads: put them back for the next check */
     memcpy(sbn_bn_grad_weight(f->bn), f->before.grad_weight, sizeof f->before.grad_weight);
@@ -93,18 +93,18 @@ static void assert_error(sbn_status got, sbn_status want, const char *message_pa
 static void test_forward_errors(void **state)
 {
     fixture *f = *state;
-    const sbn_shape good = {N, C, S, SBN_NCS};
+    const sbn_shape good = {N, C, S, SBN_NCS, SBN_DTYPE_F32};
     struct { sbn_shape shape; bool training; sbn_status status; const char *message; } cases[] = {
-        {{-1, C, S, SBN_NCS}, true, SBN_ERR_SHAPE, "negative"},
-        {{N, -4, S, SBN_NCS}, true, SBN_ERR_SHAPE, "negative"},
-        {{N, C, -5, SBN_NCS}, false, SBN_ERR_SHAPE, "negative"},
-        {{(int64_t)1 << 40, C, (int64_t)1 << 30, SBN_NCS}, true, SBN_ERR_SHAPE, "more elements"},
-        {{INT64_MAX, C, 2, SBN_NSC}, true, SBN_ERR_SHAPE, "more elements"},
-        {{N, C + 1, S, SBN_NCS}, true, SBN_ERR_SHAPE, "channels"},
-        {{N, C, S, (sbn_layout)7}, true, SBN_ERR_ARG, "layout"},
-        {{1, C, 1, SBN_NCS}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
-        {{0, C, S, SBN_NSC}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
-        {{5, C, 0, SBN_NCS}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
+        {{-1, C, S, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_SHAPE, "negative"},
+        {{N, -4, S, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_SHAPE, "negative"},
+        {{N, C, -5, SBN_NCS, SBN_DTYPE_F32}, false, SBN_ERR_SHAPE, "negative"},
+        {{(int64_t)1 << 40, C, (int64_t)1 << 30, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_SHAPE, "more elements"},
+        {{INT64_MAX, C, 2, SBN_NSC, SBN_DTYPE_F32}, true, SBN_ERR_SHAPE, "more elements"},
+        {{N, C + 1, S, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_SHAPE, "channels"},
+        {{N, C, S, (sbn_layout)7, SBN_DTYPE_F32}, true, SBN_ERR_ARG, "layout"},
+        {{1, C, 1, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
+        {{0, C, S, SBN_NSC, SBN_DTYPE_F32}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
+        {{5, C, 0, SBN_NCS, SBN_DTYPE_F32}, true, SBN_ERR_BATCH, "more than 1 value per channel"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_error(sbn_bn_forward(f->bn, cases[i].shape, f->x, f->y, cases[i].training), cases[i].status,
@@ -120,12 +120,12 @@ static void test_forward_errors(void **state)
 static void test_backward_errors(void **state)
 {
     fixture *f = *state;
-    const sbn_shape good = {N, C, S, SBN_NCS};
-    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N - 1, C, S, SBN_NCS}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
+    const sbn_shape good = {N, C, S, SBN_NCS, SBN_DTYPE_F32};
+    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N - 1, C, S, SBN_NCS, SBN_DTYPE_F32}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
                  "differs from the last forward");
-    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N, C, S, SBN_NSC}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
+    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N, C, S, SBN_NSC, SBN_DTYPE_F32}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
                  "differs from the last forward");
-    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N, C + 2, S, SBN_NCS}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
+    assert_error(sbn_bn_backward(f->bn, (sbn_shape){N, C + 2, S, SBN_NCS, SBN_DTYPE_F32}, f->x, f->dy, f->dx), SBN_ERR_SHAPE,
                  "channels");
     assert_error(sbn_bn_backward(f->bn, good, f->x, NULL, f->dx), SBN_ERR_ARG, "dy is NULL");
     assert_error(sbn_bn_backward(f->bn, good, NULL, f->dy, f->dx), SBN_ERR_ARG, "x is NULL");
@@ -138,7 +138,7 @@ static void test_backward_errors(void **state)
 static void test_failed_forward_keeps_saved_forward(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(sbn_bn_forward(f->bn, (sbn_shape){1, C, 1, SBN_NCS}, f->x, f->y, true), SBN_ERR_BATCH);
+    assert_int_equal(sbn_bn_forward(f->bn, (sbn_shape){1, C, 1, SBN_NCS, SBN_DTYPE_F32}, f->x, f->y, true), SBN_ERR_BATCH);
     assert_unchanged(f);
 }
 
@@ -148,11 +148,11 @@ static void test_backward_before_forward(void **state)
     sbn_bn *bn;
     float x[COUNT] = {0}, dy[COUNT] = {0}, dx[COUNT];
     assert_int_equal(sbn_bn_create(C, NULL, NULL, &bn), SBN_OK);
-    assert_error(sbn_bn_backward(bn, (sbn_shape){N, C, S, SBN_NCS}, x, dy, dx), SBN_ERR_ARG, "before any successful forward");
+    assert_error(sbn_bn_backward(bn, (sbn_shape){N, C, S, SBN_NCS, SBN_DTYPE_F32}, x, dy, dx), SBN_ERR_ARG, "before any successful forward");
     assert_int_equal(sbn_bn_grad_weight(bn)[0], 0.0f);
     /* A failed forward does not count as one. */
-    assert_int_equal(sbn_bn_forward(bn, (sbn_shape){1, C, 1, SBN_NCS}, x, dx, true), SBN_ERR_BATCH);
-    assert_int_equal(sbn_bn_backward(bn, (sbn_shape){1, C, 1, SBN_NCS}, x, dy, dx), SBN_ERR_ARG);
+    assert_int_equal(sbn_bn_forward(bn, (sbn_shape){1, C, 1, SBN_NCS, SBN_DTYPE_F32}, x, dx, true), SBN_ERR_BATCH);
+    assert_int_equal(sbn_bn_backward(bn, (sbn_shape){1, C, 1, SBN_NCS, SBN_DTYPE_F32}, x, dy, dx), SBN_ERR_ARG);
     assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
     sbn_bn_destroy(bn);
 }
@@ -166,11 +166,11 @@ static void test_untracked_eval_needs_two_values(void **state)
     sbn_bn *bn;
     float x[C] = {1, 2, 3, 4}, y[C];
     assert_int_equal(sbn_bn_create(C, &options, NULL, &bn), SBN_OK);
-    assert_error(sbn_bn_forward(bn, (sbn_shape){1, C, 1, SBN_NCS}, x, y, false), SBN_ERR_BATCH, "more than 1 value");
+    assert_error(sbn_bn_forward(bn, (sbn_shape){1, C, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, false), SBN_ERR_BATCH, "more than 1 value");
     /* Tracked eval of one sample is fine. */
     sbn_bn *tracked;
     assert_int_equal(sbn_bn_create(C, NULL, NULL, &tracked), SBN_OK);
-    assert_int_equal(sbn_bn_forward(tracked, (sbn_shape){1, C, 1, SBN_NCS}, x, y, false), SBN_OK);
+    assert_int_equal(sbn_bn_forward(tracked, (sbn_shape){1, C, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, false), SBN_OK);
     assert_float_equal(y[3], 4.0f / sqrtf(1.0f + 1e-5f), 1e-6);
     sbn_bn_destroy(bn);
     sbn_bn_destroy(tracked);
@@ -237,11 +237,11 @@ static void test_kernel_argument_errors(void **state)
     (void)state;
     double mean[2], m2[2], invstd[2] = {1, 1};
     float x[4] = {1, 2, 3, 4}, y[4];
-    const sbn_shape shape = {2, 2, 1, SBN_NCS};
+    const sbn_shape shape = {2, 2, 1, SBN_NCS, SBN_DTYPE_F32};
     assert_error(sbn_kernel_channel_stats(NULL, m2, shape, x), SBN_ERR_ARG, "mean is NULL");
     assert_error(sbn_kernel_channel_stats(mean, m2, shape, NULL), SBN_ERR_ARG, "x is NULL");
     assert_error(sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, NULL, NULL, -1.0), SBN_ERR_ARG, "eps");
-    assert_error(sbn_kernel_normalize(y, (sbn_shape){2, 2, 1, (sbn_layout)-1}, x, mean, invstd, NULL, NULL),
+    assert_error(sbn_kernel_normalize(y, (sbn_shape){2, 2, 1, (sbn_layout)-1, SBN_DTYPE_F32}, x, mean, invstd, NULL, NULL),
                  SBN_ERR_ARG, "layout");
     assert_error(sbn_kernel_normalize(y, shape, x, mean, NULL, NULL, NULL), SBN_ERR_ARG, "invstd is NULL");
     assert_error(sbn_kernel_backward_reduce(mean, m2, shape, x, NULL, mean), SBN_ERR_ARG, "dy is NULL");

@@ -42,7 +42,7 @@ static int64_t run_case(const golden_case *g, sbn_layout layout, bool in_place)
     float *x = malloc((size_t)count * sizeof *x), *dy = malloc((size_t)count * sizeof *dy);
     float *y = malloc((size_t)count * sizeof *y), *dx = malloc((size_t)count * sizeof *dx);
     float *ncs = malloc((size_t)count * sizeof *ncs);
-    const sbn_shape shape = {g->n, g->c, g->s, layout};
+    const sbn_shape shape = {g->n, g->c, g->s, layout, SBN_DTYPE_F32};
     int64_t bad = 0;
     for (int k = 0; k < g->step_count; k++) {
         const golden_step *s = &g->steps[k];

@@ -159,9 +159,9 @@ static void test_kernels_directly(void **state)
     (void)state;
     double mean[3] = {9, 9, 9}, m2[3] = {9, 9, 9}, invstd[3];
     float y[1] = {0};
-    assert_int_equal(sbn_kernel_channel_stats(mean, m2, (sbn_shape){0, 3, 4, SBN_NCS}, y), SBN_OK);
+    assert_int_equal(sbn_kernel_channel_stats(mean, m2, (sbn_shape){0, 3, 4, SBN_NCS, SBN_DTYPE_F32}, y), SBN_OK);
     assert_true(mean[0] == 0 && m2[2] == 0);
-    assert_int_equal(sbn_kernel_forward_train(y, mean, m2, invstd, (sbn_shape){0, 3, 4, SBN_NCS}, y, NULL, NULL, 1e-5),
+    assert_int_equal(sbn_kernel_forward_train(y, mean, m2, invstd, (sbn_shape){0, 3, 4, SBN_NCS, SBN_DTYPE_F32}, y, NULL, NULL, 1e-5),
                      SBN_ERR_BATCH);
 
     const int64_t n = 5, c = 3, s = 4, count = n * c * s;
@@ -170,7 +170,7 @@ static void test_kernels_directly(void **state)
     test_fill_normal(&rng, x, count, 1, 2);
     test_fill_normal(&rng, dy, count, 0, 1);
     for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-        const sbn_shape shape = {n, c, s, layout};
+        const sbn_shape shape = {n, c, s, layout, SBN_DTYPE_F32};
         double sum_dy[3], sum_dy_xmu[3], fused_sum_dy[3], fused_sum_dy_xmu[3], mean_dy[3], mean_dy_xmu[3];
         assert_int_equal(sbn_kernel_forward_train(fused, mean, m2, invstd, shape, x, NULL, NULL, 1e-5), SBN_OK);
         assert_int_equal(sbn_kernel_normalize(split, shape, x, mean, invstd, NULL, NULL), SBN_OK);
@@ -202,7 +202,7 @@ static void test_empty_tensors_return_at_once(void **state)
     float x[1] = {0}, y[1] = {0};
     double mean[3] = {9, 9, 9}, m2[3] = {9, 9, 9}, invstd[3] = {1, 1, 1};
     for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
-        const sbn_shape no_values = {huge, 3, 0, layout}, no_channels = {huge, 0, 1, layout};
+        const sbn_shape no_values = {huge, 3, 0, layout, SBN_DTYPE_F32}, no_channels = {huge, 0, 1, layout, SBN_DTYPE_F32};
         assert_int_equal(sbn_kernel_channel_stats(mean, m2, no_values, x), SBN_OK);
         assert_true(mean[0] == 0.0 && m2[2] == 0.0);
         assert_int_equal(sbn_kernel_channel_stats(mean, m2, no_channels, x), SBN_OK);
@@ -224,7 +224,7 @@ static void test_empty_tensors_return_at_once(void **state)
         sbn_bn_destroy(bn);
     }
     /* n*s must fit even when c == 0. */
-    assert_int_equal(sbn_kernel_normalize(y, (sbn_shape){huge, 0, huge, SBN_NCS}, x, mean, invstd, NULL, NULL),
+    assert_int_equal(sbn_kernel_normalize(y, (sbn_shape){huge, 0, huge, SBN_NCS, SBN_DTYPE_F32}, x, mean, invstd, NULL, NULL),
                      SBN_ERR_SHAPE);
 }
 

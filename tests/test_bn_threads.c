@@ -41,7 +41,7 @@ static int64_t stats_mismatches(case_shape t, const float *x_ncs)
     else for (int64_t i = 0; i < count; i++) x[i] = x_ncs[i];
     double mean[16], m2[16];
     int64_t bad = 0;
-    if (sbn_kernel_channel_stats(mean, m2, (sbn_shape){t.n, t.c, t.s, t.layout}, x) != SBN_OK) bad++;
+    if (sbn_kernel_channel_stats(mean, m2, (sbn_shape){t.n, t.c, t.s, t.layout, SBN_DTYPE_F32}, x) != SBN_OK) bad++;
     for (int64_t c = 0; c < t.c && !bad; c++) {
         double sum = 0.0, sq = 0.0;
         for (int64_t i = 0; i < t.n; i++)

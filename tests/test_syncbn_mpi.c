@@ -87,7 +87,7 @@ static int64_t run_scenario(const scenario *sc)
     float *x_ncs = floats(total), *dy_ncs = floats(total), *x = floats(total), *dy = floats(total);
     float *y = floats(total), *dx = floats(total), *local_y = floats(local), *local_dx = floats(local);
     test_rng rng = {sc->seed * 7 + 1};
-    const sbn_shape global = {sc->n, sc->c, sc->s, sc->layout}, mine = {local_n, sc->c, sc->s, sc->layout};
+    const sbn_shape global = {sc->n, sc->c, sc->s, sc->layout, SBN_DTYPE_F32}, mine = {local_n, sc->c, sc->s, sc->layout, SBN_DTYPE_F32};
     int64_t bad = 0;
     for (int step = 0; step < 3; step++) {
         const bool training = step < 2;
@@ -184,7 +184,7 @@ static void test_golden_split_across_ranks(void **state)
         int64_t counts[64], offsets[64];
         split_batch(counts, offsets, g->n, i % 3, (uint64_t)i);
         const int64_t sample = g->c * g->s, offset = offsets[rank] * sample, local = counts[rank] * sample;
-        const sbn_shape mine = {counts[rank], g->c, g->s, SBN_NCS};
+        const sbn_shape mine = {counts[rank], g->c, g->s, SBN_NCS, SBN_DTYPE_F32};
         sbn_bn *bn;
         assert_int_equal(sbn_bn_create(g->c, &g->options, world, &bn), SBN_OK);
         if (g->options.affine) {
@@ -218,7 +218,7 @@ static void test_one_collective_per_pass(void **state)
     float x[4 * 6 * 3], y[4 * 6 * 3];
     test_rng rng = {99};
     test_fill_normal(&rng, x, 4 * 6 * 3, 0, 1);
-    const sbn_shape shape = {4, 6, 3, SBN_NCS};
+    const sbn_shape shape = {4, 6, 3, SBN_NCS, SBN_DTYPE_F32};
     sbn_comm_counters before = sbn_comm_get_counters(world);
     assert_int_equal(sbn_bn_forward(bn, shape, x, y, true), SBN_OK);
     sbn_comm_counters after_forward = sbn_comm_get_counters(world);
@@ -252,9 +252,9 @@ static void test_groups(void **state)
     sbn_bn *synced, *plain;
     assert_int_equal(sbn_bn_create(c, NULL, group, &synced), SBN_OK);
     assert_int_equal(sbn_bn_create(c, NULL, NULL, &plain), SBN_OK);
-    assert_int_equal(sbn_bn_forward(synced, (sbn_shape){n_per_rank, c, s, SBN_NCS}, batch + (rank % 2) * local, y, true),
+    assert_int_equal(sbn_bn_forward(synced, (sbn_shape){n_per_rank, c, s, SBN_NCS, SBN_DTYPE_F32}, batch + (rank % 2) * local, y, true),
                      SBN_OK);
-    assert_int_equal(sbn_bn_forward(plain, (sbn_shape){2 * n_per_rank, c, s, SBN_NCS}, batch, y_plain, true), SBN_OK);
+    assert_int_equal(sbn_bn_forward(plain, (sbn_shape){2 * n_per_rank, c, s, SBN_NCS, SBN_DTYPE_F32}, batch, y_plain, true), SBN_OK);
     assert_int_equal(test_count_mismatches_float("group y", y, y_plain + (rank % 2) * local, local, TOL, TOL), 0);
     assert_int_equal(test_count_mismatches_float("group running_mean", sbn_bn_running_mean(synced),
                                                  sbn_bn_running_mean(plain), c, TOL, TOL), 0);
@@ -305,12 +305,12 @@ static void test_global_count_below_two(void **state)
     assert_int_equal(sbn_bn_create(3, NULL, world, &bn), SBN_OK);
     float x[3] = {1, 2, 3}, y[3];
     layer_state before = state_of(bn);
-    const sbn_shape shape = {rank == ranks - 1 ? 1 : 0, 3, 1, SBN_NCS};
+    const sbn_shape shape = {rank == ranks - 1 ? 1 : 0, 3, 1, SBN_NCS, SBN_DTYPE_F32};
     assert_status_with(sbn_bn_forward(bn, shape, x, y, true), SBN_ERR_BATCH, "over all ranks");
     assert_state_equal(bn, &before);
     /* and a rank with 1 sample is fine when the global count is >= 2 */
     if (ranks >= 2) {
-        const sbn_shape one = {1, 3, 1, SBN_NCS};
+        const sbn_shape one = {1, 3, 1, SBN_NCS, SBN_DTYPE_F32};
         assert_int_equal(sbn_bn_forward(bn, one, x, y, true), SBN_OK);
         assert_int_equal(sbn_bn_num_batches_tracked(bn), 1);
     }
@@ -348,8 +348,8 @@ static void make_layer(sbn_bn **bn, sbn_comm *comm, int64_t channels, float *x, 
 {
     assert_int_equal(sbn_bn_create(channels, NULL, comm, bn), SBN_OK);
     for (int64_t i = 0; i < 4 * channels; i++) x[i] = (float)(i % 7) - 2.0f * (float)rank;
-    assert_int_equal(sbn_bn_forward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_OK);
-    assert_int_equal(sbn_bn_backward(*bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, x, y), SBN_OK);
+    assert_int_equal(sbn_bn_forward(*bn, (sbn_shape){4, channels, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_OK);
+    assert_int_equal(sbn_bn_backward(*bn, (sbn_shape){4, channels, 1, SBN_NCS, SBN_DTYPE_F32}, x, x, y), SBN_OK);
 }
 
 static void test_mismatch_channels(void **state)
@@ -365,7 +365,7 @@ static void test_mismatch_channels(void **state)
     for (int i = 0; i < 20; i++) x[i] = (float)i;
     /* Rank 0 receives rank 1's message first: 11 header + 5 channel
      * elements where it expected 11 + 4. */
-    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, channels, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, channels, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_ERR_MISMATCH,
                           "SyncBN layer 0 (%d channels) forward: ranks disagree on the channel count or the layer "
                           "order (a message of 11 + channels elements was expected): ranks passed different counts "
                           "to the same collective: rank 0 expected 15 elements from a peer and received 16",
@@ -384,7 +384,7 @@ static void test_mismatch_forward_vs_backward(void **state)
     float x[16], y[16];
     make_layer(&bn, comm, 4, x, y);
     layer_state before = state_of(bn);
-    const sbn_shape shape = {4, 4, 1, SBN_NCS};
+    const sbn_shape shape = {4, 4, 1, SBN_NCS, SBN_DTYPE_F32};
     sbn_status st = rank == 0 ? sbn_bn_backward(bn, shape, x, x, y) : sbn_bn_forward(bn, shape, x, y, true);
     const char *pass = rank == 0 ? "backward" : "forward";
     assert_status_message(st, SBN_ERR_MISMATCH,
@@ -408,7 +408,7 @@ static void test_mismatch_layer_order(void **state)
     layer_state before = state_of(first);
     sbn_bn *mine = rank == 0 ? second : first;
     const int id = rank == 0 ? 1 : 0;
-    assert_status_message(sbn_bn_forward(mine, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+    assert_status_message(sbn_bn_forward(mine, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_ERR_MISMATCH,
                           "SyncBN layer %d (4 channels) forward: ranks disagree on the layer (layers called in a "
                           "different order on different ranks; this rank is in layer %d)",
                           id, id);
@@ -427,7 +427,7 @@ static void expect_options_mismatch(sbn_bn_options mine, const char *field_messa
     float x[16], y[16];
     for (int i = 0; i < 16; i++) x[i] = (float)i;
     assert_int_equal(sbn_bn_create(4, &mine, comm, &bn), SBN_OK);
-    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_MISMATCH,
+    assert_status_message(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_ERR_MISMATCH,
                           "SyncBN layer 0 (4 channels) forward: ranks disagree on %s", field_message);
     assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
     sbn_bn_destroy(bn);
@@ -474,7 +474,7 @@ static void test_mismatch_options(void **state)
     float x[16], y[16];
     for (int i = 0; i < 16; i++) x[i] = (float)i;
     assert_int_equal(sbn_bn_create(4, &options, comm, &bn), SBN_OK);
-    assert_int_equal(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_OK);
+    assert_int_equal(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_OK);
     sbn_bn_destroy(bn);
     sbn_comm_destroy(comm);
 }
@@ -489,7 +489,7 @@ static void test_mismatch_eval_step(void **state)
     sbn_bn *bn;
     float x[16], y[16];
     make_layer(&bn, comm, 4, x, y);
-    const sbn_shape shape = {4, 4, 1, SBN_NCS};
+    const sbn_shape shape = {4, 4, 1, SBN_NCS, SBN_DTYPE_F32};
     if (rank == 1) {
         assert_int_equal(sbn_bn_forward(bn, shape, x, y, false), SBN_OK);
         assert_int_equal(sbn_bn_backward(bn, shape, x, x, y), SBN_OK);
@@ -523,7 +523,7 @@ static void test_timeout_when_a_peer_skips(void **state)
     assert_int_equal(sbn_bn_create(4, NULL, comm, &bn), SBN_OK);
     if (rank != ranks - 1) {
         const double start = MPI_Wtime();
-        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM,
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_ERR_COMM,
                            "SyncBN layer 0 (4 channels) forward: rank ");
         assert_true(MPI_Wtime() - start < 30.0);
         assert_non_null(strstr(sbn_errmsg(), "did not complete within the 2 s timeout"));
@@ -532,7 +532,7 @@ static void test_timeout_when_a_peer_skips(void **state)
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", strstr(sbn_errmsg(), "rank "));
         /* broken from now on, at once, with the reason */
-        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS}, x, y, true), SBN_ERR_COMM,
+        assert_status_with(sbn_bn_forward(bn, (sbn_shape){4, 4, 1, SBN_NCS, SBN_DTYPE_F32}, x, y, true), SBN_ERR_COMM,
                            "communicator is broken by an earlier failed collective (");
         assert_non_null(strstr(sbn_errmsg(), reason));
     }

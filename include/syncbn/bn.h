@@ -35,6 +35,18 @@
  *
  * Aliasing: y may be x, dx may be dy. dx may be NULL (only parameter grads).
  *
+ * Element types: x, y, dy, dx may be bfloat16 or float16 (shape.dtype) with
+ * the float32 parameters and statistics above, as PyTorch's mixed-type
+ * BatchNorm: values are widened exactly, statistics are the float64 ones,
+ * and each output is within 1 ulp of its float64 value (rounded once).
+ *
+ * fuse_relu: the layer is BN followed by ReLU (relu(v) = v <= 0 ? 0 : v), in
+ * the same passes: y is bit for bit what a separate ReLU would give, and
+ * backward takes dy as the gradient of that output (zero where it was <= 0).
+ * The output is recomputed in backward from x and the saved statistics, so
+ * weight and bias must not change between a forward and its backward (they
+ * do not in a training step: the optimizer runs after backward).
+ *
  * SyncBN (comm != NULL): training forward and training backward are
  * collective over comm: every rank must call them, in the same order, for
  * the same layers (layers created in the same order on every rank). Each
@@ -75,9 +87,11 @@ typedef struct sbn_bn_options {
     bool cumulative;          /* PyTorch's momentum=None: cumulative moving average */
     bool affine;              /* learnable weight and bias */
     bool track_running_stats;
+    bool fuse_relu;           /* y = relu(bn(x)) in the same passes (see below) */
 } sbn_bn_options;
 
-/* eps 1e-5, momentum 0.1, cumulative false, affine true, track true. */
+/* eps 1e-5, momentum 0.1, cumulative false, affine true, track true,
+ * fuse_relu false. */
 SBN_API sbn_bn_options sbn_bn_defaults(void);
 
 typedef struct sbn_bn sbn_bn;
@@ -103,8 +117,10 @@ SBN_API int64_t sbn_bn_num_batches_tracked(const sbn_bn *bn);
 SBN_API void sbn_bn_set_num_batches_tracked(sbn_bn *bn, int64_t value); /* a negative value is stored as 0 */
 SBN_API void sbn_bn_zero_grad(sbn_bn *bn);
 
-SBN_API sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, bool training);
-SBN_API sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx);
+/* x, y, dy, dx hold shape.dtype elements (float32, bfloat16 or float16:
+ * shape.h); backward needs the forward's dtype. */
+SBN_API sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const void *x, void *y, bool training);
+SBN_API sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const void *x, const void *dy, void *dx);
 
 #ifdef __cplusplus
 }

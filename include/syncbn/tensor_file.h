@@ -34,13 +34,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <syncbn/dtype.h>
 #include <syncbn/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum sbn_dtype { SBN_DTYPE_F32, SBN_DTYPE_F64, SBN_DTYPE_I64, SBN_DTYPE_I32, SBN_DTYPE_U8 } sbn_dtype;
 
 enum { SBN_TENSOR_MAX_DIMS = 8 };
 
@@ -57,8 +56,6 @@ typedef struct sbn_tensor {
 
 typedef struct sbn_metadata_entry { const char *key, *value; } sbn_metadata_entry;
 
-SBN_API int64_t sbn_dtype_size(sbn_dtype dtype);       /* bytes per element; 0 for an unknown dtype */
-SBN_API const char *sbn_dtype_name(sbn_dtype dtype);   /* "F32", ... as safetensors spells it */
 SBN_API int64_t sbn_tensor_numel(const sbn_tensor *tensor);
 
 /* Writes tensors and metadata (keys unique, not "__metadata__"-reserved

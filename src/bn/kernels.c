@@ -20,14 +20,32 @@
  * them from cache. Channels-last (NSC, and NCS with s == 1, which is the same
  * memory): rows of c values, split across threads by rows; per-thread partial
  * sums share the shift, so combining them is a plain addition in thread order.
+ *
+ * Element types. Every loop works on runs of float values: a float32 tensor
+ * is read and written in place; a 16-bit one is widened a run of at most
+ * RUN values at a time into a buffer on the stack (exactly) and narrowed on
+ * the way out. The float evaluation of the elementwise passes is within a
+ * few float ulps of the terms it combines, not of the result: where terms
+ * cancel (y near 0 with a bias, dx near 0) that is more than half a 16-bit
+ * ulp of the result. So for 16-bit outputs each group of GROUP values also
+ * checks |result| * 2^9 >= |terms|, which bounds the float error by 2^-13 of
+ * the result; a group that fails is recomputed in double. Rounded once to
+ * the 16-bit type, every output is then within 1 ulp of the float64 result.
+ *
+ * ReLU (the _relu kernels): applied to the forward's float result before it
+ * is narrowed (narrowing is monotonic and keeps 0, so it commutes with ReLU);
+ * the backward recomputes the forward's output from x, narrowed as the
+ * forward narrowed it, and treats dy as 0 where that output is <= 0.
  */
 #include <syncbn/kernels.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include <omp.h>
 
+#include "core/element.h"
 #include "core/error.h"
 
 /* ---------- validation ---------- */
@@ -57,57 +75,62 @@ static double nonnegative(double v) { return v < 0.0 ? 0.0 : v; }
 static double weight_or_one(const float *weight, int64_t c) { return weight ? (double)weight[c] : 1.0; }
 static double bias_or_zero(const float *bias, int64_t c) { return bias ? (double)bias[c] : 0.0; }
 
-/* ---------- channels-first: one channel at a time ---------- */
+/* PyTorch's ReLU: 0 where v <= 0 (and +0 for -0), v otherwise, NaN included. */
+static float relu(float v) { return v <= 0.0f ? 0.0f : v; }
 
-/* Channel c of an NCS tensor is n blocks of s contiguous values, block i at (i*C + c)*s. */
-static const float *ncs_block(const float *x, sbn_shape shape, int64_t sample, int64_t c)
+/* ---------- runs of values ---------- */
+
+/* RUN: 16-bit values widened at a time (a multiple of LANES; 1 KiB of floats).
+ * GROUP: values checked together for cancellation (one or two vectors). */
+enum { LANES = 32, RUN = 256, GROUP = 16 };
+
+/* 2^9: the float error of a 16-bit pass is at most 2^-22 of its terms. */
+static const float cancellation_limit = 512.0f;
+
+/* Values [first, first + count) of a tensor as floats: the tensor itself when
+ * it is float32, otherwise widened into buf (RUN floats). */
+static const float *read_run(float *buf, const void *base, sbn_dtype type, int64_t first, int64_t count)
 {
-    return x + (sample * shape.c + c) * shape.s;
+    if (type == SBN_DTYPE_F32) return (const float *)base + first;
+    elements_to_float(buf, base, type, first, count);
+    return buf;
 }
 
-/* Independent accumulators, so the sums are throughput-bound rather than
- * bound by the latency of one chain of additions. */
-enum { LANES = 32 };
-
-static double sum_lanes(const double *lanes)
+/* Where to compute outputs [first, ...): the tensor itself, or buf to narrow with write_run. */
+static float *output_run(float *buf, void *base, sbn_dtype type, int64_t first)
 {
-    double total = 0.0;
-    for (int k = 0; k < LANES; k++) total += lanes[k];
-    return total;
+    return type == SBN_DTYPE_F32 ? (float *)base + first : buf;
 }
 
-static void ncs_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x, int64_t c)
+static void write_run(void *base, sbn_dtype type, int64_t first, const float *values, int64_t count)
 {
-    const int64_t count = shape.n * shape.s;
-    if (count == 0) {
-        *mean = 0.0;
-        *m2 = 0.0;
-        return;
-    }
-    const double shift = ncs_block(x, shape, 0, c)[0];
-    double s1[LANES] = {0}, s2[LANES] = {0};
-    for (int64_t i = 0; i < shape.n; i++) {
-        const float *block = ncs_block(x, shape, i, c);
-        int64_t j = 0;
-        for (; j + LANES <= shape.s; j += LANES)
-            for (int k = 0; k < LANES; k++) {
-                const double d = (double)block[j + k] - shift;
-                s1[k] += d;
-                s2[k] += d * d;
-            }
-        for (int k = 0; j < shape.s; j++, k++) {
-            const double d = (double)block[j] - shift;
-            s1[k] += d;
-            s2[k] += d * d;
-        }
-    }
-    const double sum = sum_lanes(s1), sum_sq = sum_lanes(s2);
-    *mean = shift + sum / (double)count;
-    *m2 = nonnegative(sum_sq - sum * (sum / (double)count));
+    if (type != SBN_DTYPE_F32) elements_from_float(base, type, first, values, count);
 }
 
-/* A per-channel affine map y = ((x - mean_hi) - mean_lo) * scale + offset, in float. */
-typedef struct channel_affine { float mean_hi, mean_lo, scale, offset; } channel_affine;
+/* The length of the next run: all that remains when the values are used in
+ * place (float32 without a ReLU mask to build), at most RUN otherwise. */
+static int64_t run_length(sbn_dtype type, bool buffered, int64_t remaining)
+{
+    return (type == SBN_DTYPE_F32 && !buffered) || remaining < RUN ? remaining : RUN;
+}
+
+/* Rounds values as a store to `type` would (the forward's output, for the ReLU mask). */
+static void round_to_type(float *values, sbn_dtype type, int64_t count)
+{
+    if (type == SBN_DTYPE_F32) return;
+    uint16_t narrow[RUN];
+    elements_from_float(narrow, type, 0, values, count);
+    elements_to_float(values, narrow, type, 0, count);
+}
+
+/* ---------- per-channel coefficients ---------- */
+
+/* A per-channel affine map y = ((x - mean_hi) - mean_lo) * scale + offset in
+ * float, with mean and scale also kept in double for the exact recomputation. */
+typedef struct channel_affine {
+    float mean_hi, mean_lo, scale, offset;
+    double mean, scale_exact;
+} channel_affine;
 
 static channel_affine make_affine(double mean, double scale, double offset)
 {
@@ -116,66 +139,395 @@ static channel_affine make_affine(double mean, double scale, double offset)
     a.mean_lo = (float)(mean - (double)a.mean_hi);
     a.scale = (float)scale;
     a.offset = (float)offset;
+    a.mean = mean;
+    a.scale_exact = scale;
     return a;
 }
 
 static float apply_affine(float x, channel_affine a) { return ((x - a.mean_hi) - a.mean_lo) * a.scale + a.offset; }
 
-static void ncs_channel_affine(float *y, sbn_shape shape, const float *x, int64_t c, channel_affine a)
+static channel_affine normalize_affine(const double *mean, const double *invstd, const float *weight,
+                                       const float *bias, int64_t c)
 {
-    for (int64_t i = 0; i < shape.n; i++) {
-        const float *in = ncs_block(x, shape, i, c);
-        float *out = y + (in - x);
-#pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_affine(in[j], a);
-    }
-}
-
-static void ncs_channel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
-                                        const float *dy, int64_t c, double mean)
-{
-    double a[LANES] = {0}, b[LANES] = {0};
-    for (int64_t i = 0; i < shape.n; i++) {
-        const float *xb = ncs_block(x, shape, i, c);
-        const float *gb = dy + (xb - x);
-        int64_t j = 0;
-        for (; j + LANES <= shape.s; j += LANES)
-            for (int k = 0; k < LANES; k++) {
-                a[k] += (double)gb[j + k];
-                b[k] += (double)gb[j + k] * ((double)xb[j + k] - mean);
-            }
-        for (int k = 0; j < shape.s; j++, k++) {
-            a[k] += (double)gb[j];
-            b[k] += (double)gb[j] * ((double)xb[j] - mean);
-        }
-    }
-    *sum_dy = sum_lanes(a);
-    *sum_dy_xmu = sum_lanes(b);
+    return make_affine(mean[c], invstd[c] * weight_or_one(weight, c), bias_or_zero(bias, c));
 }
 
 /* The gradient map dx = (dy - mean_dy) * gain - (x - mean) * slope, in float,
  * both differences formed against hi + lo splits of the double means. */
-typedef struct channel_gradient { channel_affine x_centre, dy_centre; float slope; } channel_gradient;
+typedef struct channel_gradient {
+    channel_affine x_centre, dy_centre;
+    float slope;
+    double slope_exact;
+} channel_gradient;
+
+/* dx = weight*invstd * ((dy - mean_dy) - (x - mean) * invstd^2 * mean_dy_xmu); NULL means 0. */
+static channel_gradient make_gradient(const double *mean, const double *invstd, const float *weight,
+                                      const double *mean_dy, const double *mean_dy_xmu, int64_t c)
+{
+    const double gain = weight_or_one(weight, c) * invstd[c];
+    channel_gradient g;
+    g.x_centre = make_affine(mean[c], 1.0, 0.0);
+    g.dy_centre = make_affine(mean_dy ? mean_dy[c] : 0.0, gain, 0.0);
+    g.slope_exact = mean_dy_xmu ? gain * invstd[c] * invstd[c] * mean_dy_xmu[c] : 0.0;
+    g.slope = (float)g.slope_exact;
+    return g;
+}
 
 static float apply_gradient(float x, float dy, channel_gradient g)
 {
     return apply_affine(dy, g.dy_centre) - ((x - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
 }
 
-static void ncs_channel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy, int64_t c,
-                                       channel_gradient g)
+/* Everything a kernel call was given, for the passes that read it. */
+typedef struct bn_call {
+    sbn_shape shape;
+    const double *mean, *invstd;
+    const float *weight, *bias;
+    const double *mean_dy, *mean_dy_xmu; /* backward apply: NULL through fixed statistics */
+    bool relu;
+} bn_call;
+
+static bool exact_outputs(sbn_shape shape) { return shape.dtype != SBN_DTYPE_F32; }
+
+/* ---------- one channel's runs (channels-first) ---------- */
+
+/* out[j] = the forward map of in[j]; for 16-bit outputs, groups whose terms
+ * cancel are recomputed in double (see the top of the file). */
+static void affine_span(float *out, const float *in, int64_t count, channel_affine a, bool exact)
 {
-    for (int64_t i = 0; i < shape.n; i++) {
-        const float *xb = ncs_block(x, shape, i, c);
-        const int64_t offset = xb - x;
-        const float *gb = dy + offset;
-        float *out = dx + offset;
+    if (!exact) {
 #pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_gradient(xb[j], gb[j], g);
+        for (int64_t j = 0; j < count; j++) out[j] = apply_affine(in[j], a);
+        return;
+    }
+    for (int64_t j = 0; j < count; j += GROUP) {
+        const int64_t group = count - j < GROUP ? count - j : GROUP;
+        int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+        for (int64_t k = j; k < j + group; k++) {
+            const float term = ((in[k] - a.mean_hi) - a.mean_lo) * a.scale, value = term + a.offset;
+            cancels |= fabsf(value) * cancellation_limit < fabsf(term) + fabsf(a.offset);
+            out[k] = value;
+        }
+        if (cancels)
+            for (int64_t k = j; k < j + group; k++)
+                out[k] = (float)(((double)in[k] - a.mean) * a.scale_exact + (double)a.offset);
+    }
+}
+
+static void relu_span(float *values, int64_t count)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < count; j++) values[j] = relu(values[j]);
+}
+
+/* dy where the forward's output (recomputed from x, narrowed to the type) is
+ * positive or NaN, 0 where it is <= 0: PyTorch's ReLU backward. */
+static void relu_mask_span(float *masked, const float *dy, const float *x, int64_t count, channel_affine forward,
+                           sbn_dtype type)
+{
+    float output[RUN];
+    for (int64_t j = 0; j < count; j += RUN) {
+        const int64_t run = count - j < RUN ? count - j : RUN;
+        affine_span(output, x + j, run, forward, type != SBN_DTYPE_F32);
+        round_to_type(output, type, run);
+#pragma omp simd
+        for (int64_t k = 0; k < run; k++) masked[j + k] = output[k] <= 0.0f ? 0.0f : dy[j + k];
+    }
+}
+
+static void gradient_span(float *out, const float *x, const float *dy, int64_t count, channel_gradient g, bool exact)
+{
+    if (!exact) {
+#pragma omp simd
+        for (int64_t j = 0; j < count; j++) out[j] = apply_gradient(x[j], dy[j], g);
+        return;
+    }
+    for (int64_t j = 0; j < count; j += GROUP) {
+        const int64_t group = count - j < GROUP ? count - j : GROUP;
+        int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+        for (int64_t k = j; k < j + group; k++) {
+            const float along = apply_affine(dy[k], g.dy_centre);
+            const float across = ((x[k] - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
+            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along) + fabsf(across);
+            out[k] = along - across;
+        }
+        if (cancels)
+            for (int64_t k = j; k < j + group; k++)
+                out[k] = (float)(((double)dy[k] - g.dy_centre.mean) * g.dy_centre.scale_exact -
+                                 ((double)x[k] - g.x_centre.mean) * g.slope_exact);
+    }
+}
+
+/* Channel c of an NCS tensor is n blocks of s contiguous values, block i at (i*C + c)*s. */
+static int64_t ncs_block(sbn_shape shape, int64_t sample, int64_t c) { return (sample * shape.c + c) * shape.s; }
+
+static double sum_lanes(const double *lanes)
+{
+    double total = 0.0;
+    for (int k = 0; k < LANES; k++) total += lanes[k];
+    return total;
+}
+
+/* Independent accumulators, so the sums are throughput-bound rather than
+ * bound by the latency of one chain of additions. */
+static void add_shifted_moments(double *s1, double *s2, const float *v, int64_t count, double shift)
+{
+    int64_t j = 0;
+    for (; j + LANES <= count; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            const double d = (double)v[j + k] - shift;
+            s1[k] += d;
+            s2[k] += d * d;
+        }
+    for (int k = 0; j < count; j++, k++) {
+        const double d = (double)v[j] - shift;
+        s1[k] += d;
+        s2[k] += d * d;
+    }
+}
+
+static void ncs_channel_stats(double *mean, double *m2, sbn_shape shape, const void *x, int64_t c)
+{
+    const int64_t count = shape.n * shape.s;
+    if (count == 0) {
+        *mean = 0.0;
+        *m2 = 0.0;
+        return;
+    }
+    float buf[RUN];
+    const double shift = read_run(buf, x, shape.dtype, ncs_block(shape, 0, c), 1)[0];
+    double s1[LANES] = {0}, s2[LANES] = {0};
+    for (int64_t i = 0; i < shape.n; i++)
+        for (int64_t j = 0; j < shape.s;) {
+            const int64_t run = run_length(shape.dtype, false, shape.s - j), first = ncs_block(shape, i, c) + j;
+            add_shifted_moments(s1, s2, read_run(buf, x, shape.dtype, first, run), run, shift);
+            j += run;
+        }
+    const double sum = sum_lanes(s1), sum_sq = sum_lanes(s2);
+    *mean = shift + sum / (double)count;
+    *m2 = nonnegative(sum_sq - sum * (sum / (double)count));
+}
+
+/* y over `count` values from `first` (one channel), forward map then ReLU. */
+static void forward_values(void *y, const void *x, sbn_shape shape, int64_t first, int64_t count, channel_affine a,
+                           bool relu_after)
+{
+    float in_buf[RUN], out_buf[RUN];
+    for (int64_t j = 0; j < count;) {
+        const int64_t run = run_length(shape.dtype, false, count - j);
+        float *out = output_run(out_buf, y, shape.dtype, first + j);
+        affine_span(out, read_run(in_buf, x, shape.dtype, first + j, run), run, a, exact_outputs(shape));
+        if (relu_after) relu_span(out, run);
+        write_run(y, shape.dtype, first + j, out, run);
+        j += run;
+    }
+}
+
+static void add_gradient_sums(double *a, double *b, const float *x, const float *dy, int64_t count, double mean)
+{
+    int64_t j = 0;
+    for (; j + LANES <= count; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            a[k] += (double)dy[j + k];
+            b[k] += (double)dy[j + k] * ((double)x[j + k] - mean);
+        }
+    for (int k = 0; j < count; j++, k++) {
+        a[k] += (double)dy[j];
+        b[k] += (double)dy[j] * ((double)x[j] - mean);
+    }
+}
+
+/* Reads `count` values of x and dy from `first` (one channel c); with ReLU,
+ * dy comes back masked in masked_buf. */
+static const float *read_dy_run(float *dy_buf, float *masked_buf, const float *xv, const bn_call *call,
+                                const void *dy, int64_t c, int64_t first, int64_t count)
+{
+    const float *dyv = read_run(dy_buf, dy, call->shape.dtype, first, count);
+    if (!call->relu) return dyv;
+    relu_mask_span(masked_buf, dyv, xv, count, normalize_affine(call->mean, call->invstd, call->weight, call->bias, c),
+                   call->shape.dtype);
+    return masked_buf;
+}
+
+static void ncs_channel_backward_reduce(double *sum_dy, double *sum_dy_xmu, const bn_call *call, const void *x,
+                                        const void *dy, int64_t c)
+{
+    const sbn_shape shape = call->shape;
+    float x_buf[RUN], dy_buf[RUN], masked[RUN];
+    double a[LANES] = {0}, b[LANES] = {0};
+    for (int64_t i = 0; i < shape.n; i++)
+        for (int64_t j = 0; j < shape.s;) {
+            const int64_t run = run_length(shape.dtype, call->relu, shape.s - j); /* a mask needs a buffer */
+            const int64_t first = ncs_block(shape, i, c) + j;
+            const float *xv = read_run(x_buf, x, shape.dtype, first, run);
+            add_gradient_sums(a, b, xv, read_dy_run(dy_buf, masked, xv, call, dy, c, first, run), run, call->mean[c]);
+            j += run;
+        }
+    *sum_dy = sum_lanes(a);
+    *sum_dy_xmu = sum_lanes(b);
+}
+
+/* dx over `count` values from `first` (one channel c). */
+static void gradient_values(void *dx, const void *x, const void *dy, const bn_call *call, int64_t c, int64_t first,
+                            int64_t count, channel_gradient g)
+{
+    const sbn_dtype type = call->shape.dtype;
+    float x_buf[RUN], dy_buf[RUN], masked[RUN], out_buf[RUN];
+    for (int64_t j = 0; j < count;) {
+        const int64_t run = run_length(type, call->relu, count - j);
+        const float *xv = read_run(x_buf, x, type, first + j, run);
+        const float *dyv = read_dy_run(dy_buf, masked, xv, call, dy, c, first + j, run);
+        float *out = output_run(out_buf, dx, type, first + j);
+        gradient_span(out, xv, dyv, run, g, exact_outputs(call->shape));
+        write_run(dx, type, first + j, out, run);
+        j += run;
     }
 }
 
 /* ---------- channels-last: rows of c values ---------- */
+
+/* Per-channel coefficients as arrays (one value per channel each), so the
+ * loop over a row's channels vectorizes. */
+typedef struct affine_arrays {
+    float *mean_hi, *mean_lo, *scale, *offset;
+    double *mean, *scale_exact;
+} affine_arrays;
+
+typedef struct gradient_arrays {
+    affine_arrays x_centre, dy_centre;
+    float *slope;
+    double *slope_exact;
+} gradient_arrays;
+
+/* Everything a channels-last call needs per channel, in one allocation. */
+typedef struct row_coefficients {
+    affine_arrays forward;
+    gradient_arrays gradient;
+    float *shift; /* row 0, widened: the statistics' shift */
+    void *block;
+} row_coefficients;
+
+enum { ROW_FLOAT_ARRAYS = 4 + 4 + 4 + 1 + 1, ROW_DOUBLE_ARRAYS = 2 + 2 + 2 + 1 };
+
+static sbn_status row_coefficients_alloc(row_coefficients *k, int64_t channels)
+{
+    const size_t n = (size_t)(channels > 0 ? channels : 1);
+    double *doubles = malloc(n * (ROW_DOUBLE_ARRAYS * sizeof(double) + ROW_FLOAT_ARRAYS * sizeof(float)));
+    if (!doubles) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel coefficients", (long long)channels);
+    float *floats = (float *)(doubles + ROW_DOUBLE_ARRAYS * n);
+    affine_arrays *affines[3] = {&k->forward, &k->gradient.x_centre, &k->gradient.dy_centre};
+    for (int a = 0; a < 3; a++) {
+        affines[a]->mean_hi = floats + (size_t)(4 * a) * n;
+        affines[a]->mean_lo = floats + (size_t)(4 * a + 1) * n;
+        affines[a]->scale = floats + (size_t)(4 * a + 2) * n;
+        affines[a]->offset = floats + (size_t)(4 * a + 3) * n;
+        affines[a]->mean = doubles + (size_t)(2 * a) * n;
+        affines[a]->scale_exact = doubles + (size_t)(2 * a + 1) * n;
+    }
+    k->gradient.slope = floats + 12 * n;
+    k->gradient.slope_exact = doubles + 6 * n;
+    k->shift = floats + 13 * n;
+    k->block = doubles;
+    return SBN_OK;
+}
+
+static void set_affine(affine_arrays a, int64_t c, channel_affine one)
+{
+    a.mean_hi[c] = one.mean_hi, a.mean_lo[c] = one.mean_lo, a.scale[c] = one.scale, a.offset[c] = one.offset;
+    a.mean[c] = one.mean, a.scale_exact[c] = one.scale_exact;
+}
+
+static void set_forward_coefficients(row_coefficients *k, const bn_call *call)
+{
+    for (int64_t c = 0; c < call->shape.c; c++)
+        set_affine(k->forward, c, normalize_affine(call->mean, call->invstd, call->weight, call->bias, c));
+}
+
+static void set_gradient_coefficients(row_coefficients *k, const bn_call *call)
+{
+    for (int64_t c = 0; c < call->shape.c; c++) {
+        const channel_gradient one =
+            make_gradient(call->mean, call->invstd, call->weight, call->mean_dy, call->mean_dy_xmu, c);
+        set_affine(k->gradient.x_centre, c, one.x_centre);
+        set_affine(k->gradient.dy_centre, c, one.dy_centre);
+        k->gradient.slope[c] = one.slope, k->gradient.slope_exact[c] = one.slope_exact;
+    }
+}
+
+static affine_arrays affine_from(affine_arrays a, int64_t c0)
+{
+    affine_arrays at = {a.mean_hi + c0, a.mean_lo + c0, a.scale + c0, a.offset + c0, a.mean + c0, a.scale_exact + c0};
+    return at;
+}
+
+static void affine_row(float *out, const float *in, int64_t count, affine_arrays a, bool exact)
+{
+    if (!exact) {
+#pragma omp simd
+        for (int64_t c = 0; c < count; c++) out[c] = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
+        return;
+    }
+    for (int64_t j = 0; j < count; j += GROUP) {
+        const int64_t group = count - j < GROUP ? count - j : GROUP;
+        int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+        for (int64_t c = j; c < j + group; c++) {
+            const float term = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c], value = term + a.offset[c];
+            cancels |= fabsf(value) * cancellation_limit < fabsf(term) + fabsf(a.offset[c]);
+            out[c] = value;
+        }
+        if (cancels)
+            for (int64_t c = j; c < j + group; c++)
+                out[c] = (float)(((double)in[c] - a.mean[c]) * a.scale_exact[c] + (double)a.offset[c]);
+    }
+}
+
+static void relu_mask_row(float *masked, const float *dy, const float *x, int64_t count, affine_arrays forward,
+                          sbn_dtype type)
+{
+    float output[RUN];
+    for (int64_t j = 0; j < count; j += RUN) {
+        const int64_t run = count - j < RUN ? count - j : RUN;
+        affine_row(output, x + j, run, affine_from(forward, j), type != SBN_DTYPE_F32);
+        round_to_type(output, type, run);
+#pragma omp simd
+        for (int64_t k = 0; k < run; k++) masked[j + k] = output[k] <= 0.0f ? 0.0f : dy[j + k];
+    }
+}
+
+static void gradient_row(float *out, const float *x, const float *dy, int64_t count, gradient_arrays g, bool exact)
+{
+    const affine_arrays xc = g.x_centre, dc = g.dy_centre;
+    if (!exact) {
+#pragma omp simd
+        for (int64_t c = 0; c < count; c++)
+            out[c] = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c] - ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
+        return;
+    }
+    for (int64_t j = 0; j < count; j += GROUP) {
+        const int64_t group = count - j < GROUP ? count - j : GROUP;
+        int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+        for (int64_t c = j; c < j + group; c++) {
+            const float along = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c];
+            const float across = ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
+            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along) + fabsf(across);
+            out[c] = along - across;
+        }
+        if (cancels)
+            for (int64_t c = j; c < j + group; c++)
+                out[c] = (float)(((double)dy[c] - dc.mean[c]) * dc.scale_exact[c] -
+                                 ((double)x[c] - xc.mean[c]) * g.slope_exact[c]);
+    }
+}
+
+static gradient_arrays gradient_from(gradient_arrays g, int64_t c0)
+{
+    gradient_arrays at = {affine_from(g.x_centre, c0), affine_from(g.dy_centre, c0), g.slope + c0, g.slope_exact + c0};
+    return at;
+}
 
 /* Rows [first, last) of the calling thread, in order. The split uses the
  * threads OpenMP actually granted to the enclosing region, which may be
@@ -216,7 +568,17 @@ static void row_partials_sum(double *first, double *second, double *partial, int
     free(partial);
 }
 
-static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const float *x)
+static void add_row_moments(double *s1, double *s2, const float *v, const float *shift, int64_t count)
+{
+#pragma omp simd
+    for (int64_t c = 0; c < count; c++) {
+        const double d = (double)v[c] - (double)shift[c];
+        s1[c] += d;
+        s2[c] += d * d;
+    }
+}
+
+static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const void *x)
 {
     const int64_t rows = shape.n * shape.s, channels = shape.c;
     if (rows == 0) {
@@ -225,26 +587,31 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
     }
     double *partial;
     int threads;
-    sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
+    row_coefficients k;
+    sbn_status st = row_coefficients_alloc(&k, channels);
     if (st != SBN_OK) return st;
-    const float *shift = x; /* row 0 */
+    if ((st = row_partials_alloc(&partial, rows, channels, &threads)) != SBN_OK) {
+        free(k.block);
+        return st;
+    }
+    elements_to_float(k.shift, x, shape.dtype, 0, channels); /* row 0 */
+    const float *shift = k.shift;
     int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
         double *s1 = partial + (size_t)t * 2 * (size_t)channels, *s2 = s1 + channels;
+        float buf[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
-        for (int64_t r = first; r < last; r++) {
-            const float *row = x + r * channels;
-#pragma omp simd
-            for (int64_t c = 0; c < channels; c++) {
-                const double d = (double)row[c] - (double)shift[c];
-                s1[c] += d;
-                s2[c] += d * d;
+        for (int64_t r = first; r < last; r++)
+            for (int64_t c0 = 0; c0 < channels;) {
+                const int64_t run = run_length(shape.dtype, false, channels - c0);
+                add_row_moments(s1 + c0, s2 + c0, read_run(buf, x, shape.dtype, r * channels + c0, run), shift + c0,
+                                run);
+                c0 += run;
             }
-        }
     }
     row_partials_sum(mean, m2, partial, granted, channels); /* s1 in mean, s2 in m2 */
     for (int64_t c = 0; c < channels; c++) {
@@ -252,135 +619,121 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const flo
         mean[c] = (double)shift[c] + s1 / (double)rows;
         m2[c] = nonnegative(s2 - s1 * (s1 / (double)rows));
     }
+    free(k.block);
     return SBN_OK;
 }
 
-/* Channels-last passes read per-channel coefficients as arrays (one float
- * per channel each) so the loop over a row's channels vectorizes. */
-typedef struct affine_arrays { float *mean_hi, *mean_lo, *scale, *offset; } affine_arrays;
-
-static void nsc_affine(float *y, sbn_shape shape, const float *x, affine_arrays a)
+static sbn_status nsc_normalize(void *y, const bn_call *call, const void *x)
 {
+    const sbn_shape shape = call->shape;
     const int64_t rows = shape.n * shape.s, channels = shape.c;
+    row_coefficients k;
+    sbn_status st = row_coefficients_alloc(&k, channels);
+    if (st != SBN_OK) return st;
+    set_forward_coefficients(&k, call);
+    const bool exact = exact_outputs(shape), relu_after = call->relu;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        const float *in = x + r * channels;
-        float *out = y + r * channels;
+        float in_buf[RUN], out_buf[RUN];
+        for (int64_t c0 = 0; c0 < channels;) {
+            const int64_t run = run_length(shape.dtype, false, channels - c0), first = r * channels + c0;
+            float *out = output_run(out_buf, y, shape.dtype, first);
+            affine_row(out, read_run(in_buf, x, shape.dtype, first, run), run, affine_from(k.forward, c0), exact);
+            if (relu_after) relu_span(out, run);
+            write_run(y, shape.dtype, first, out, run);
+            c0 += run;
+        }
+    }
+    free(k.block);
+    return SBN_OK;
+}
+
+/* Row r's channels [c0, c0 + count) of dy as floats, masked by the ReLU when the call has one. */
+static const float *read_dy_row(float *dy_buf, float *masked_buf, const float *xv, const bn_call *call,
+                                const row_coefficients *k, const void *dy, int64_t first, int64_t c0, int64_t count)
+{
+    const float *dyv = read_run(dy_buf, dy, call->shape.dtype, first, count);
+    if (!call->relu) return dyv;
+    relu_mask_row(masked_buf, dyv, xv, count, affine_from(k->forward, c0), call->shape.dtype);
+    return masked_buf;
+}
+
+static void add_row_gradient_sums(double *a, double *b, const float *x, const float *dy, const double *mean,
+                                  int64_t count)
+{
 #pragma omp simd
-        for (int64_t c = 0; c < channels; c++)
-            out[c] = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
+    for (int64_t c = 0; c < count; c++) {
+        a[c] += (double)dy[c];
+        b[c] += (double)dy[c] * ((double)x[c] - mean[c]);
     }
 }
 
-static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
-                                      const float *dy, const double *mean)
+static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, const bn_call *call, const void *x,
+                                      const void *dy)
 {
+    const sbn_shape shape = call->shape;
     const int64_t rows = shape.n * shape.s, channels = shape.c;
     double *partial;
     int threads;
-    sbn_status st = row_partials_alloc(&partial, rows, channels, &threads);
+    row_coefficients k;
+    sbn_status st = row_coefficients_alloc(&k, channels);
     if (st != SBN_OK) return st;
+    if ((st = row_partials_alloc(&partial, rows, channels, &threads)) != SBN_OK) {
+        free(k.block);
+        return st;
+    }
+    if (call->relu) set_forward_coefficients(&k, call);
     int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
         double *a = partial + (size_t)t * 2 * (size_t)channels, *b = a + channels;
+        float x_buf[RUN], dy_buf[RUN], masked[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
-        for (int64_t r = first; r < last; r++) {
-            const float *xr = x + r * channels, *gr = dy + r * channels;
-#pragma omp simd
-            for (int64_t c = 0; c < channels; c++) {
-                a[c] += (double)gr[c];
-                b[c] += (double)gr[c] * ((double)xr[c] - mean[c]);
+        for (int64_t r = first; r < last; r++)
+            for (int64_t c0 = 0; c0 < channels;) {
+                const int64_t run = run_length(shape.dtype, call->relu, channels - c0), at = r * channels + c0;
+                const float *xv = read_run(x_buf, x, shape.dtype, at, run);
+                add_row_gradient_sums(a + c0, b + c0, xv, read_dy_row(dy_buf, masked, xv, call, &k, dy, at, c0, run),
+                                      call->mean + c0, run);
+                c0 += run;
             }
-        }
     }
     row_partials_sum(sum_dy, sum_dy_xmu, partial, granted, channels);
+    free(k.block);
     return SBN_OK;
 }
 
-typedef struct gradient_arrays { float *x_hi, *x_lo, *dy_hi, *dy_lo, *gain, *slope; } gradient_arrays;
-
-static void nsc_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy, gradient_arrays g)
+static sbn_status nsc_backward_apply(void *dx, const bn_call *call, const void *x, const void *dy)
 {
+    const sbn_shape shape = call->shape;
     const int64_t rows = shape.n * shape.s, channels = shape.c;
+    row_coefficients k;
+    sbn_status st = row_coefficients_alloc(&k, channels);
+    if (st != SBN_OK) return st;
+    if (call->relu) set_forward_coefficients(&k, call);
+    set_gradient_coefficients(&k, call);
+    const bool exact = exact_outputs(shape);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * channels, *gr = dy + r * channels;
-        float *out = dx + r * channels;
-#pragma omp simd
-        for (int64_t c = 0; c < channels; c++)
-            out[c] = ((gr[c] - g.dy_hi[c]) - g.dy_lo[c]) * g.gain[c] - ((xr[c] - g.x_hi[c]) - g.x_lo[c]) * g.slope[c];
+        float x_buf[RUN], dy_buf[RUN], masked[RUN], out_buf[RUN];
+        for (int64_t c0 = 0; c0 < channels;) {
+            const int64_t run = run_length(shape.dtype, call->relu, channels - c0), at = r * channels + c0;
+            const float *xv = read_run(x_buf, x, shape.dtype, at, run);
+            const float *dyv = read_dy_row(dy_buf, masked, xv, call, &k, dy, at, c0, run);
+            float *out = output_run(out_buf, dx, shape.dtype, at);
+            gradient_row(out, xv, dyv, run, gradient_from(k.gradient, c0), exact);
+            write_run(dx, shape.dtype, at, out, run);
+            c0 += run;
+        }
     }
-}
-
-/* ---------- per-channel coefficients ---------- */
-
-static channel_affine normalize_affine(const double *mean, const double *invstd, const float *weight,
-                                       const float *bias, int64_t c)
-{
-    return make_affine(mean[c], invstd[c] * weight_or_one(weight, c), bias_or_zero(bias, c));
-}
-
-/* dx = weight*invstd * ((dy - mean_dy) - (x - mean) * invstd^2 * mean_dy_xmu); NULL means 0. */
-static channel_gradient make_gradient(const double *mean, const double *invstd, const float *weight,
-                                      const double *mean_dy, const double *mean_dy_xmu, int64_t c)
-{
-    const double gain = weight_or_one(weight, c) * invstd[c];
-    channel_gradient g;
-    g.x_centre = make_affine(mean[c], 1.0, 0.0);
-    g.dy_centre = make_affine(mean_dy ? mean_dy[c] : 0.0, gain, 0.0);
-    g.slope = (float)(mean_dy_xmu ? gain * invstd[c] * invstd[c] * mean_dy_xmu[c] : 0.0);
-    return g;
-}
-
-/* `count` float arrays of `channels` each, in one allocation (free the first). */
-static sbn_status float_arrays_alloc(float **arrays, int count, int64_t channels)
-{
-    float *block = malloc((size_t)count * (size_t)(channels > 0 ? channels : 1) * sizeof *block);
-    if (!block) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel coefficients", (long long)channels);
-    for (int k = 0; k < count; k++) arrays[k] = block + (size_t)k * (size_t)channels;
+    free(k.block);
     return SBN_OK;
 }
 
-static sbn_status nsc_normalize(float *y, sbn_shape shape, const float *x, const double *mean, const double *invstd,
-                                const float *weight, const float *bias)
-{
-    float *arrays[4];
-    sbn_status st = float_arrays_alloc(arrays, 4, shape.c);
-    if (st != SBN_OK) return st;
-    affine_arrays a = {arrays[0], arrays[1], arrays[2], arrays[3]};
-    for (int64_t c = 0; c < shape.c; c++) {
-        const channel_affine one = normalize_affine(mean, invstd, weight, bias, c);
-        a.mean_hi[c] = one.mean_hi, a.mean_lo[c] = one.mean_lo, a.scale[c] = one.scale, a.offset[c] = one.offset;
-    }
-    nsc_affine(y, shape, x, a);
-    free(arrays[0]);
-    return SBN_OK;
-}
-
-static sbn_status nsc_gradient(float *dx, sbn_shape shape, const float *x, const float *dy, const double *mean,
-                               const double *invstd, const float *weight, const double *mean_dy,
-                               const double *mean_dy_xmu)
-{
-    float *arrays[6];
-    sbn_status st = float_arrays_alloc(arrays, 6, shape.c);
-    if (st != SBN_OK) return st;
-    gradient_arrays g = {arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5]};
-    for (int64_t c = 0; c < shape.c; c++) {
-        const channel_gradient one = make_gradient(mean, invstd, weight, mean_dy, mean_dy_xmu, c);
-        g.x_hi[c] = one.x_centre.mean_hi, g.x_lo[c] = one.x_centre.mean_lo;
-        g.dy_hi[c] = one.dy_centre.mean_hi, g.dy_lo[c] = one.dy_centre.mean_lo;
-        g.gain[c] = one.dy_centre.scale, g.slope[c] = one.slope;
-    }
-    nsc_backward_apply(dx, shape, x, dy, g);
-    free(arrays[0]);
-    return SBN_OK;
-}
-
-/* ---------- public kernels ---------- */
+/* ---------- the passes, both layouts ---------- */
 
 /* An empty tensor (n, c or s zero) has nothing to read or write, however
  * large its other sizes: zero the per-channel outputs and return at once
@@ -390,7 +743,118 @@ static void zero_channels(double *first, double *second, int64_t channels)
     for (int64_t c = 0; c < channels; c++) first[c] = second[c] = 0.0;
 }
 
-sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const float *x)
+static sbn_status stats_pass(double *mean, double *m2, sbn_shape shape, const void *x)
+{
+    if (is_rows_of_channels(shape)) return nsc_stats(mean, m2, shape, x);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < shape.c; c++)
+        ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
+    return SBN_OK;
+}
+
+static sbn_status normalize_pass(void *y, const bn_call *call, const void *x)
+{
+    const sbn_shape shape = call->shape;
+    if (is_rows_of_channels(shape)) return nsc_normalize(y, call, x);
+    /* No statistics to keep in cache here: stream the (sample, channel)
+     * planes in memory order (measured 1.2-1.4x faster than channel order). */
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < shape.n * shape.c; plane++)
+        forward_values(y, x, shape, plane * shape.s, shape.s,
+                       normalize_affine(call->mean, call->invstd, call->weight, call->bias, plane % shape.c),
+                       call->relu);
+    return SBN_OK;
+}
+
+static double invstd_of(double m2, int64_t count, double eps) { return 1.0 / sqrt(m2 / (double)count + eps); }
+
+static sbn_status forward_train_pass(void *y, double *mean, double *m2, double *invstd, bn_call *call, const void *x,
+                                     double eps)
+{
+    const sbn_shape shape = call->shape;
+    const int64_t count = shape.n * shape.s;
+    if (is_rows_of_channels(shape)) {
+        sbn_status st = nsc_stats(mean, m2, shape, x);
+        if (st != SBN_OK) return st;
+        for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
+        return nsc_normalize(y, call, x);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < shape.c; c++) {
+        ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
+        invstd[c] = invstd_of(m2[c], count, eps);
+        const channel_affine a = normalize_affine(mean, invstd, call->weight, call->bias, c);
+        for (int64_t i = 0; i < shape.n; i++) forward_values(y, x, shape, ncs_block(shape, i, c), shape.s, a, call->relu);
+    }
+    return SBN_OK;
+}
+
+static sbn_status backward_reduce_pass(double *sum_dy, double *sum_dy_xmu, const bn_call *call, const void *x,
+                                       const void *dy)
+{
+    if (is_rows_of_channels(call->shape)) return nsc_backward_reduce(sum_dy, sum_dy_xmu, call, x, dy);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < call->shape.c; c++)
+        ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], call, x, dy, c);
+    return SBN_OK;
+}
+
+static sbn_status backward_apply_pass(void *dx, const bn_call *call, const void *x, const void *dy)
+{
+    const sbn_shape shape = call->shape;
+    if (is_rows_of_channels(shape)) return nsc_backward_apply(dx, call, x, dy);
+    /* As in normalize: stream the planes in memory order. */
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < shape.n * shape.c; plane++) {
+        const int64_t c = plane % shape.c;
+        const channel_gradient g =
+            make_gradient(call->mean, call->invstd, call->weight, call->mean_dy, call->mean_dy_xmu, c);
+        gradient_values(dx, x, dy, call, c, plane * shape.s, shape.s, g);
+    }
+    return SBN_OK;
+}
+
+static sbn_status backward_train_pass(void *dx, double *sum_dy, double *sum_dy_xmu, bn_call *call, const void *x,
+                                      const void *dy)
+{
+    const sbn_shape shape = call->shape;
+    const int64_t count = shape.n * shape.s;
+    if (is_rows_of_channels(shape) || !dx) {
+        sbn_status st = backward_reduce_pass(sum_dy, sum_dy_xmu, call, x, dy);
+        if (st != SBN_OK || !dx) return st;
+        double *means = malloc(2 * (size_t)shape.c * sizeof *means + 1);
+        if (!means) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel means", (long long)shape.c);
+        for (int64_t c = 0; c < shape.c; c++) {
+            means[c] = sum_dy[c] / (double)count;
+            means[shape.c + c] = sum_dy_xmu[c] / (double)count;
+        }
+        call->mean_dy = means;
+        call->mean_dy_xmu = means + shape.c;
+        st = nsc_backward_apply(dx, call, x, dy);
+        free(means);
+        return st;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < shape.c; c++) {
+        ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], call, x, dy, c);
+        const double mean_dy = sum_dy[c] / (double)count, mean_dy_xmu = sum_dy_xmu[c] / (double)count;
+        const channel_gradient g = make_gradient(call->mean + c, call->invstd + c, call->weight ? call->weight + c : NULL,
+                                                 &mean_dy, &mean_dy_xmu, 0);
+        for (int64_t i = 0; i < shape.n; i++) gradient_values(dx, x, dy, call, c, ncs_block(shape, i, c), shape.s, g);
+    }
+    return SBN_OK;
+}
+
+/* ---------- public kernels: checks, then the pass ---------- */
+
+static bn_call make_call(sbn_shape shape, const double *mean, const double *invstd, const float *weight,
+                         const float *bias, bool relu)
+{
+    bn_call call = {.shape = shape, .mean = mean, .invstd = invstd, .weight = weight, .bias = bias, .relu = relu};
+    return call;
+}
+
+sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, const void *x)
 {
     int64_t elements;
     sbn_status st = sbn_shape_check(shape, &elements);
@@ -400,39 +864,35 @@ sbn_status sbn_kernel_channel_stats(double *mean, double *m2, sbn_shape shape, c
         zero_channels(mean, m2, shape.c);
         return SBN_OK;
     }
-    if (is_rows_of_channels(shape)) return nsc_stats(mean, m2, shape, x);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < shape.c; c++)
-        ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
-    return SBN_OK;
+    return stats_pass(mean, m2, shape, x);
 }
 
-sbn_status sbn_kernel_normalize(float *y, sbn_shape shape, const float *x, const double *mean,
-                                const double *invstd, const float *weight, const float *bias)
+static sbn_status normalize_checked(void *y, sbn_shape shape, const void *x, const double *mean,
+                                    const double *invstd, const float *weight, const float *bias, bool relu)
 {
     int64_t elements;
     sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(y, "y", x, "x", mean, "mean");
     if (st == SBN_OK) st = check_pointers(invstd, "invstd", x, "x", x, "x");
     if (st != SBN_OK || elements == 0) return st;
-    if (is_rows_of_channels(shape)) return nsc_normalize(y, shape, x, mean, invstd, weight, bias);
-    /* No statistics to keep in cache here: stream the (sample, channel)
-     * planes in memory order (measured 1.2-1.4x faster than channel order). */
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < shape.n * shape.c; plane++) {
-        const channel_affine a = normalize_affine(mean, invstd, weight, bias, plane % shape.c);
-        const float *in = x + plane * shape.s;
-        float *out = y + plane * shape.s;
-#pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_affine(in[j], a);
-    }
-    return SBN_OK;
+    const bn_call call = make_call(shape, mean, invstd, weight, bias, relu);
+    return normalize_pass(y, &call, x);
 }
 
-static double invstd_of(double m2, int64_t count, double eps) { return 1.0 / sqrt(m2 / (double)count + eps); }
+sbn_status sbn_kernel_normalize(void *y, sbn_shape shape, const void *x, const double *mean, const double *invstd,
+                                const float *weight, const float *bias)
+{
+    return normalize_checked(y, shape, x, mean, invstd, weight, bias, false);
+}
 
-sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *invstd, sbn_shape shape,
-                                    const float *x, const float *weight, const float *bias, double eps)
+sbn_status sbn_kernel_normalize_relu(void *y, sbn_shape shape, const void *x, const double *mean,
+                                     const double *invstd, const float *weight, const float *bias)
+{
+    return normalize_checked(y, shape, x, mean, invstd, weight, bias, true);
+}
+
+static sbn_status forward_train_checked(void *y, double *mean, double *m2, double *invstd, sbn_shape shape,
+                                        const void *x, const float *weight, const float *bias, double eps, bool relu)
 {
     int64_t elements;
     sbn_status st = sbn_shape_check(shape, &elements);
@@ -440,100 +900,113 @@ sbn_status sbn_kernel_forward_train(float *y, double *mean, double *m2, double *
     if (st == SBN_OK) st = check_pointers(m2, "m2", invstd, "invstd", x, "x");
     if (st == SBN_OK) st = check_eps(eps);
     if (st != SBN_OK) return st;
-    const int64_t count = shape.n * shape.s;
-    if (count < 1 && shape.c > 0)
+    if (shape.n * shape.s < 1 && shape.c > 0)
         return sbn_fail(SBN_ERR_BATCH, "training forward needs at least 1 value per channel, got n*s = 0");
     if (elements == 0) return SBN_OK; /* no channels */
-    if (is_rows_of_channels(shape)) {
-        if ((st = nsc_stats(mean, m2, shape, x)) != SBN_OK) return st;
-        for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
-        return sbn_kernel_normalize(y, shape, x, mean, invstd, weight, bias);
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < shape.c; c++) {
-        ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
-        invstd[c] = invstd_of(m2[c], count, eps);
-        ncs_channel_affine(y, shape, x, c, normalize_affine(mean, invstd, weight, bias, c));
-    }
-    return SBN_OK;
+    bn_call call = make_call(shape, mean, invstd, weight, bias, relu);
+    return forward_train_pass(y, mean, m2, invstd, &call, x, eps);
 }
 
-sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const float *x,
-                                      const float *dy, const double *mean)
+sbn_status sbn_kernel_forward_train(void *y, double *mean, double *m2, double *invstd, sbn_shape shape,
+                                    const void *x, const float *weight, const float *bias, double eps)
+{
+    return forward_train_checked(y, mean, m2, invstd, shape, x, weight, bias, eps, false);
+}
+
+sbn_status sbn_kernel_forward_train_relu(void *y, double *mean, double *m2, double *invstd, sbn_shape shape,
+                                         const void *x, const float *weight, const float *bias, double eps)
+{
+    return forward_train_checked(y, mean, m2, invstd, shape, x, weight, bias, eps, true);
+}
+
+/* The ReLU variants recompute the forward's output: they need its invstd too. */
+static sbn_status backward_reduce_checked(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const void *x,
+                                          const void *dy, const bn_call *call)
 {
     int64_t elements;
     sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(sum_dy, "sum_dy", sum_dy_xmu, "sum_dy_xmu", x, "x");
-    if (st == SBN_OK) st = check_pointers(dy, "dy", mean, "mean", x, "x");
+    if (st == SBN_OK) st = check_pointers(dy, "dy", call->mean, "mean", x, "x");
+    if (st == SBN_OK && call->relu && !call->invstd) st = sbn_fail(SBN_ERR_ARG, "invstd is NULL");
     if (st != SBN_OK) return st;
     if (elements == 0) {
         zero_channels(sum_dy, sum_dy_xmu, shape.c);
         return SBN_OK;
     }
-    if (is_rows_of_channels(shape)) return nsc_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < shape.c; c++)
-        ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], shape, x, dy, c, mean[c]);
-    return SBN_OK;
+    return backward_reduce_pass(sum_dy, sum_dy_xmu, call, x, dy);
 }
 
-sbn_status sbn_kernel_backward_apply(float *dx, sbn_shape shape, const float *x, const float *dy,
-                                     const double *mean, const double *invstd, const float *weight,
-                                     const double *mean_dy, const double *mean_dy_xmu)
+sbn_status sbn_kernel_backward_reduce(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const void *x,
+                                      const void *dy, const double *mean)
+{
+    const bn_call call = make_call(shape, mean, NULL, NULL, NULL, false);
+    return backward_reduce_checked(sum_dy, sum_dy_xmu, shape, x, dy, &call);
+}
+
+sbn_status sbn_kernel_backward_reduce_relu(double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const void *x,
+                                           const void *dy, const double *mean, const double *invstd,
+                                           const float *weight, const float *bias)
+{
+    const bn_call call = make_call(shape, mean, invstd, weight, bias, true);
+    return backward_reduce_checked(sum_dy, sum_dy_xmu, shape, x, dy, &call);
+}
+
+static sbn_status backward_apply_checked(void *dx, const void *x, const void *dy, bn_call *call)
 {
     int64_t elements;
-    sbn_status st = sbn_shape_check(shape, &elements);
+    sbn_status st = sbn_shape_check(call->shape, &elements);
     if (st == SBN_OK) st = check_pointers(dx, "dx", x, "x", dy, "dy");
-    if (st == SBN_OK) st = check_pointers(mean, "mean", invstd, "invstd", x, "x");
-    if (st == SBN_OK && (mean_dy == NULL) != (mean_dy_xmu == NULL))
+    if (st == SBN_OK) st = check_pointers(call->mean, "mean", call->invstd, "invstd", x, "x");
+    if (st == SBN_OK && (call->mean_dy == NULL) != (call->mean_dy_xmu == NULL))
         st = sbn_fail(SBN_ERR_ARG, "mean_dy and mean_dy_xmu must be both NULL or both set");
     if (st != SBN_OK || elements == 0) return st;
-    if (is_rows_of_channels(shape))
-        return nsc_gradient(dx, shape, x, dy, mean, invstd, weight, mean_dy, mean_dy_xmu);
-    /* As in normalize: stream the planes in memory order. */
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < shape.n * shape.c; plane++) {
-        const channel_gradient g = make_gradient(mean, invstd, weight, mean_dy, mean_dy_xmu, plane % shape.c);
-        const float *xp = x + plane * shape.s, *gp = dy + plane * shape.s;
-        float *out = dx + plane * shape.s;
-#pragma omp simd
-        for (int64_t j = 0; j < shape.s; j++) out[j] = apply_gradient(xp[j], gp[j], g);
-    }
-    return SBN_OK;
+    return backward_apply_pass(dx, call, x, dy);
 }
 
-sbn_status sbn_kernel_backward_train(float *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
-                                     const float *x, const float *dy, const double *mean,
-                                     const double *invstd, const float *weight)
+sbn_status sbn_kernel_backward_apply(void *dx, sbn_shape shape, const void *x, const void *dy, const double *mean,
+                                     const double *invstd, const float *weight, const double *mean_dy,
+                                     const double *mean_dy_xmu)
 {
+    bn_call call = make_call(shape, mean, invstd, weight, NULL, false);
+    call.mean_dy = mean_dy, call.mean_dy_xmu = mean_dy_xmu;
+    return backward_apply_checked(dx, x, dy, &call);
+}
+
+sbn_status sbn_kernel_backward_apply_relu(void *dx, sbn_shape shape, const void *x, const void *dy,
+                                          const double *mean, const double *invstd, const float *weight,
+                                          const float *bias, const double *mean_dy, const double *mean_dy_xmu)
+{
+    bn_call call = make_call(shape, mean, invstd, weight, bias, true);
+    call.mean_dy = mean_dy, call.mean_dy_xmu = mean_dy_xmu;
+    return backward_apply_checked(dx, x, dy, &call);
+}
+
+static sbn_status backward_train_checked(void *dx, double *sum_dy, double *sum_dy_xmu, const void *x, const void *dy,
+                                         bn_call *call)
+{
+    const sbn_shape shape = call->shape;
     int64_t elements;
     sbn_status st = sbn_shape_check(shape, &elements);
     if (st == SBN_OK) st = check_pointers(sum_dy, "sum_dy", sum_dy_xmu, "sum_dy_xmu", x, "x");
-    if (st == SBN_OK) st = check_pointers(dy, "dy", mean, "mean", invstd, "invstd");
+    if (st == SBN_OK) st = check_pointers(dy, "dy", call->mean, "mean", call->invstd, "invstd");
     if (st != SBN_OK) return st;
-    const int64_t count = shape.n * shape.s;
-    if (count < 1 && shape.c > 0)
+    if (shape.n * shape.s < 1 && shape.c > 0)
         return sbn_fail(SBN_ERR_BATCH, "training backward needs at least 1 value per channel, got n*s = 0");
     if (elements == 0) return SBN_OK; /* no channels */
-    if (is_rows_of_channels(shape) || !dx) {
-        if ((st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean)) != SBN_OK || !dx) return st;
-        double *means = malloc(2 * (size_t)shape.c * sizeof *means + 1);
-        if (!means) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel means", (long long)shape.c);
-        for (int64_t c = 0; c < shape.c; c++) {
-            means[c] = sum_dy[c] / (double)count;
-            means[shape.c + c] = sum_dy_xmu[c] / (double)count;
-        }
-        st = nsc_gradient(dx, shape, x, dy, mean, invstd, weight, means, means + shape.c);
-        free(means);
-        return st;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < shape.c; c++) {
-        ncs_channel_backward_reduce(&sum_dy[c], &sum_dy_xmu[c], shape, x, dy, c, mean[c]);
-        const double mean_dy = sum_dy[c] / (double)count, mean_dy_xmu = sum_dy_xmu[c] / (double)count;
-        const channel_gradient g = make_gradient(mean + c, invstd + c, weight ? weight + c : NULL, &mean_dy,
-                                                 &mean_dy_xmu, 0);
-        ncs_channel_backward_apply(dx, shape, x, dy, c, g);
-    }
-    return SBN_OK;
+    return backward_train_pass(dx, sum_dy, sum_dy_xmu, call, x, dy);
+}
+
+sbn_status sbn_kernel_backward_train(void *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape, const void *x,
+                                     const void *dy, const double *mean, const double *invstd, const float *weight)
+{
+    bn_call call = make_call(shape, mean, invstd, weight, NULL, false);
+    return backward_train_checked(dx, sum_dy, sum_dy_xmu, x, dy, &call);
+}
+
+sbn_status sbn_kernel_backward_train_relu(void *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
+                                          const void *x, const void *dy, const double *mean, const double *invstd,
+                                          const float *weight, const float *bias)
+{
+    bn_call call = make_call(shape, mean, invstd, weight, bias, true);
+    return backward_train_checked(dx, sum_dy, sum_dy_xmu, x, dy, &call);
 }

@@ -203,9 +203,18 @@ static sbn_status exchange_moments(sbn_bn *bn, int64_t local_count, int64_t *glo
     return SBN_OK;
 }
 
+/* y = bn(x) with the given statistics, and the ReLU when the layer fuses one. */
+static sbn_status normalize(const sbn_bn *bn, void *y, sbn_shape shape, const void *x, const double *mean,
+                            const double *invstd)
+{
+    const float *weight = sbn_bn_weight((sbn_bn *)bn), *bias = sbn_bn_bias((sbn_bn *)bn);
+    if (bn->options.fuse_relu) return sbn_kernel_normalize_relu(y, shape, x, mean, invstd, weight, bias);
+    return sbn_kernel_normalize(y, shape, x, mean, invstd, weight, bias);
+}
+
 /* Training forward over several ranks: local statistics, one collective,
  * then normalize with the global ones (two passes over x). */
-static sbn_status synced_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, int64_t *global_count)
+static sbn_status synced_forward(sbn_bn *bn, sbn_shape shape, const void *x, void *y, int64_t *global_count)
 {
     double *mean = double_slot(bn, SLOT_MEAN), *m2 = double_slot(bn, SLOT_M2), *invstd = double_slot(bn, SLOT_INVSTD);
     sbn_status st = sbn_kernel_channel_stats(mean, m2, shape, x);
@@ -214,7 +223,7 @@ static sbn_status synced_forward(sbn_bn *bn, sbn_shape shape, const float *x, fl
     if (st != SBN_OK) return st;
     for (int64_t c = 0; c < bn->channels; c++)
         invstd[c] = 1.0 / sqrt(m2[c] / (double)*global_count + bn->options.eps);
-    return sbn_kernel_normalize(y, shape, x, mean, invstd, sbn_bn_weight(bn), sbn_bn_bias(bn));
+    return normalize(bn, y, shape, x, mean, invstd);
 }
 
 static void update_running_stats(sbn_bn *bn, const double *mean, const double *m2, int64_t count)
@@ -240,7 +249,7 @@ static void save_forward(sbn_bn *bn, sbn_shape shape, bool used_batch_stats, boo
     bn->forward_shape = shape;
 }
 
-static sbn_status forward_running_stats(sbn_bn *bn, sbn_shape shape, const float *x, float *y)
+static sbn_status forward_running_stats(sbn_bn *bn, sbn_shape shape, const void *x, void *y)
 {
     double *mean = double_slot(bn, SLOT_MEAN), *invstd = double_slot(bn, SLOT_INVSTD);
     const float *running_mean = float_slot(bn, SLOT_RUNNING_MEAN), *running_var = float_slot(bn, SLOT_RUNNING_VAR);
@@ -248,12 +257,12 @@ static sbn_status forward_running_stats(sbn_bn *bn, sbn_shape shape, const float
         mean[c] = running_mean[c];
         invstd[c] = 1.0 / sqrt((double)running_var[c] + bn->options.eps);
     }
-    sbn_status st = sbn_kernel_normalize(y, shape, x, mean, invstd, sbn_bn_weight(bn), sbn_bn_bias(bn));
+    sbn_status st = normalize(bn, y, shape, x, mean, invstd);
     if (st == SBN_OK) save_forward(bn, shape, false, false, mean, invstd);
     return st;
 }
 
-sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y, bool training)
+sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const void *x, void *y, bool training)
 {
     sbn_status st = check_call(bn, shape, x, "x", y, "y");
     if (st != SBN_OK) return st;
@@ -272,8 +281,8 @@ sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y,
          * collective, which checks the call like any other. */
         st = check_batch_count(count, synced);
         if (st == SBN_OK)
-            st = sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, sbn_bn_weight(bn), sbn_bn_bias(bn),
-                                          bn->options.eps);
+            st = (bn->options.fuse_relu ? sbn_kernel_forward_train_relu : sbn_kernel_forward_train)(
+                y, mean, m2, invstd, shape, x, sbn_bn_weight(bn), sbn_bn_bias(bn), bn->options.eps);
         if (st == SBN_OK && synced) st = exchange_moments(bn, count, &count);
     }
     if (st != SBN_OK) return st;
@@ -286,7 +295,7 @@ sbn_status sbn_bn_forward(sbn_bn *bn, sbn_shape shape, const float *x, float *y,
 
 static int same_shape(sbn_shape a, sbn_shape b)
 {
-    return a.n == b.n && a.c == b.c && a.s == b.s && a.layout == b.layout;
+    return a.n == b.n && a.c == b.c && a.s == b.s && a.layout == b.layout && a.dtype == b.dtype;
 }
 
 /* grad_weight += invstd * sum(dy * (x - mean)), grad_bias += sum(dy). */
@@ -315,54 +324,83 @@ static sbn_status exchange_sums(sbn_bn *bn, int64_t local_count, double *global_
     return SBN_OK;
 }
 
-/* Through batch statistics over all ranks: one collective of the two sums. */
-static sbn_status synced_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx)
+/* The backward kernels, through the layer's ReLU when it fuses one (the
+ * forward's output is recomputed from x with the saved statistics). */
+static sbn_status backward_reduce(const sbn_bn *bn, sbn_shape shape, const void *x, const void *dy)
 {
     const double *mean = double_slot(bn, SLOT_SAVED_MEAN), *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
+    double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
+    if (!bn->options.fuse_relu) return sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
+    return sbn_kernel_backward_reduce_relu(sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd,
+                                           sbn_bn_weight((sbn_bn *)bn), sbn_bn_bias((sbn_bn *)bn));
+}
+
+/* mean_dy == mean_dy_xmu == NULL: through fixed statistics. */
+static sbn_status backward_apply(const sbn_bn *bn, sbn_shape shape, const void *x, const void *dy, void *dx,
+                                 const double *mean_dy, const double *mean_dy_xmu)
+{
+    const double *mean = double_slot(bn, SLOT_SAVED_MEAN), *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
+    const float *weight = sbn_bn_weight((sbn_bn *)bn), *bias = sbn_bn_bias((sbn_bn *)bn);
+    if (!bn->options.fuse_relu)
+        return sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, weight, mean_dy, mean_dy_xmu);
+    return sbn_kernel_backward_apply_relu(dx, shape, x, dy, mean, invstd, weight, bias, mean_dy, mean_dy_xmu);
+}
+
+static sbn_status backward_train(const sbn_bn *bn, sbn_shape shape, const void *x, const void *dy, void *dx)
+{
+    const double *mean = double_slot(bn, SLOT_SAVED_MEAN), *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
+    double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
+    const float *weight = sbn_bn_weight((sbn_bn *)bn), *bias = sbn_bn_bias((sbn_bn *)bn);
+    if (!bn->options.fuse_relu)
+        return sbn_kernel_backward_train(dx, sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd, weight);
+    return sbn_kernel_backward_train_relu(dx, sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd, weight, bias);
+}
+
+/* Through batch statistics over all ranks: one collective of the two sums. */
+static sbn_status synced_backward(sbn_bn *bn, sbn_shape shape, const void *x, const void *dy, void *dx)
+{
+    const double *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
     double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
     double *global_means = double_slot(bn, SLOT_MEAN), *global_means_xmu = double_slot(bn, SLOT_M2);
     sbn_status st;
     if (sbn_comm_size(bn->comm) == 1) {
         /* One rank: fused kernel, then the identity collective (see forward). */
-        st = sbn_kernel_backward_train(dx, sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd, sbn_bn_weight(bn));
+        st = backward_train(bn, shape, x, dy, dx);
         if (st == SBN_OK) st = exchange_sums(bn, shape.n * shape.s, global_means, global_means_xmu);
     } else {
-        st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
+        st = backward_reduce(bn, shape, x, dy);
         if (st == SBN_OK) st = exchange_sums(bn, shape.n * shape.s, global_means, global_means_xmu);
-        if (st == SBN_OK && dx)
-            st = sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, sbn_bn_weight(bn), global_means,
-                                           global_means_xmu);
+        if (st == SBN_OK && dx) st = backward_apply(bn, shape, x, dy, dx, global_means, global_means_xmu);
     }
     if (st != SBN_OK) return st;
     add_parameter_grads(bn, sum_dy, sum_dy_xmu, invstd);
     return SBN_OK;
 }
 
-sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const float *x, const float *dy, float *dx)
+sbn_status sbn_bn_backward(sbn_bn *bn, sbn_shape shape, const void *x, const void *dy, void *dx)
 {
     sbn_status st = check_call(bn, shape, x, "x", dy, "dy");
     if (st != SBN_OK) return st;
     if (!bn->has_forward) return sbn_fail(SBN_ERR_ARG, "backward called before any successful forward");
     if (!same_shape(shape, bn->forward_shape))
         return sbn_fail(SBN_ERR_SHAPE,
-                        "backward shape (n=%lld, c=%lld, s=%lld, layout %d) differs from the last forward's "
-                        "(n=%lld, c=%lld, s=%lld, layout %d)",
+                        "backward shape (n=%lld, c=%lld, s=%lld, layout %d, %s) differs from the last forward's "
+                        "(n=%lld, c=%lld, s=%lld, layout %d, %s)",
                         (long long)shape.n, (long long)shape.c, (long long)shape.s, (int)shape.layout,
-                        (long long)bn->forward_shape.n, (long long)bn->forward_shape.c,
-                        (long long)bn->forward_shape.s, (int)bn->forward_shape.layout);
+                        sbn_dtype_name(shape.dtype), (long long)bn->forward_shape.n, (long long)bn->forward_shape.c,
+                        (long long)bn->forward_shape.s, (int)bn->forward_shape.layout,
+                        sbn_dtype_name(bn->forward_shape.dtype));
     if (bn->forward_was_synced) return synced_backward(bn, shape, x, dy, dx);
 
-    const double *mean = double_slot(bn, SLOT_SAVED_MEAN), *invstd = double_slot(bn, SLOT_SAVED_INVSTD);
-    double *sum_dy = double_slot(bn, SLOT_SUM_DY), *sum_dy_xmu = double_slot(bn, SLOT_SUM_DY_XMU);
-    const float *weight = sbn_bn_weight(bn);
     if (bn->forward_used_batch_stats) {
-        st = sbn_kernel_backward_train(dx, sum_dy, sum_dy_xmu, shape, x, dy, mean, invstd, weight);
+        st = backward_train(bn, shape, x, dy, dx);
     } else {
-        st = sbn_kernel_backward_reduce(sum_dy, sum_dy_xmu, shape, x, dy, mean);
-        if (st == SBN_OK && dx) st = sbn_kernel_backward_apply(dx, shape, x, dy, mean, invstd, weight, NULL, NULL);
+        st = backward_reduce(bn, shape, x, dy);
+        if (st == SBN_OK && dx) st = backward_apply(bn, shape, x, dy, dx, NULL, NULL);
     }
     if (st != SBN_OK) return st;
-    add_parameter_grads(bn, sum_dy, sum_dy_xmu, invstd);
+    add_parameter_grads(bn, double_slot(bn, SLOT_SUM_DY), double_slot(bn, SLOT_SUM_DY_XMU),
+                        double_slot(bn, SLOT_SAVED_INVSTD));
     if (bn->comm) bn->local_backwards++;
     return SBN_OK;
 }

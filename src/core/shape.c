@@ -10,6 +10,9 @@ sbn_status sbn_shape_check(sbn_shape shape, int64_t *elements)
 {
     if (shape.layout != SBN_NCS && shape.layout != SBN_NSC)
         return sbn_fail(SBN_ERR_ARG, "unknown layout %d (expected SBN_NCS or SBN_NSC)", (int)shape.layout);
+    if (shape.dtype != SBN_DTYPE_F32 && shape.dtype != SBN_DTYPE_BF16 && shape.dtype != SBN_DTYPE_F16)
+        return sbn_fail(SBN_ERR_ARG, "activation dtype %s (%d) is not F32, BF16 or F16", sbn_dtype_name(shape.dtype),
+                        (int)shape.dtype);
     if (shape.n < 0 || shape.c < 0 || shape.s < 0)
         return sbn_fail(SBN_ERR_SHAPE, "negative size in shape (n=%lld, c=%lld, s=%lld)",
                         (long long)shape.n, (long long)shape.c, (long long)shape.s);

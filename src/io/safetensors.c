@@ -22,31 +22,11 @@ enum { HEADER_LIMIT = 100 << 20 };            /* the reference implementation's 
 static const char CHECKSUM_KEY[] = "syncbn.checksum";
 static const char METADATA_KEY[] = "__metadata__";
 
-static const struct { sbn_dtype dtype; const char *name; int64_t size; } dtypes[] = {
-    {SBN_DTYPE_F32, "F32", 4}, {SBN_DTYPE_F64, "F64", 8}, {SBN_DTYPE_I64, "I64", 8},
-    {SBN_DTYPE_I32, "I32", 4}, {SBN_DTYPE_U8, "U8", 1},
-};
-enum { DTYPE_COUNT = sizeof dtypes / sizeof dtypes[0] };
-
-int64_t sbn_dtype_size(sbn_dtype dtype)
-{
-    for (int k = 0; k < DTYPE_COUNT; k++)
-        if (dtypes[k].dtype == dtype) return dtypes[k].size;
-    return 0;
-}
-
-const char *sbn_dtype_name(sbn_dtype dtype)
-{
-    for (int k = 0; k < DTYPE_COUNT; k++)
-        if (dtypes[k].dtype == dtype) return dtypes[k].name;
-    return "?";
-}
-
 static int dtype_from_name(const char *name, sbn_dtype *dtype)
 {
-    for (int k = 0; k < DTYPE_COUNT; k++)
-        if (strcmp(dtypes[k].name, name) == 0) {
-            *dtype = dtypes[k].dtype;
+    for (int k = 0; sbn_dtype_size((sbn_dtype)k) > 0; k++)
+        if (strcmp(sbn_dtype_name((sbn_dtype)k), name) == 0) {
+            *dtype = (sbn_dtype)k;
             return 1;
         }
     return 0;

@@ -128,6 +128,8 @@ static const char *storage_class(sbn_dtype dtype)
     case SBN_DTYPE_I64: return "LongStorage";
     case SBN_DTYPE_I32: return "IntStorage";
     case SBN_DTYPE_U8: return "ByteStorage";
+    case SBN_DTYPE_BF16: return "BFloat16Storage";
+    case SBN_DTYPE_F16: return "HalfStorage";
     }
     return NULL;
 }

@@ -8,14 +8,14 @@
 void sbn_relu_forward(float *y, const float *x, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < count; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i]; /* NaN stays NaN, as torch.relu */
 }
 
 /* The gradient passes where the output is positive (PyTorch: at 0 it is 0). */
 void sbn_relu_backward(float *dx, const float *dy, const float *y, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (int64_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < count; i++) dx[i] = y[i] <= 0.0f ? 0.0f : dy[i]; /* threshold_backward's rule */
 }
 
 /* PyTorch's rule: a value replaces the running maximum if it is greater or

@@ -237,7 +237,7 @@ static sbn_status layer_forward(sbn_model *m, layer *l, const float *x, int64_t 
     case LAYER_BN: {
         copy_channels(sbn_bn_weight(l->bn), weight, l->out_c); /* the model's copy is unused when not affine */
         copy_channels(sbn_bn_bias(l->bn), bias, l->out_c);
-        const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS};
+        const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS, SBN_DTYPE_F32};
         return sbn_bn_forward(l->bn, shape, x, l->output, training);
     }
     case LAYER_RELU:
@@ -283,7 +283,7 @@ static sbn_status layer_backward(sbn_model *m, layer *l, const float *x, const f
         return sbn_conv2d_backward(dx, dweight, dbias, m->conv_scratch, dy, l->cols, weight, conv_dims(l, n));
     case LAYER_BN: {
         sbn_bn_zero_grad(l->bn);
-        const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS};
+        const sbn_shape shape = {n, l->out_c, l->out_h * l->out_w, SBN_NCS, SBN_DTYPE_F32};
         sbn_status st = sbn_bn_backward(l->bn, shape, x, dy, dx);
         if (st != SBN_OK) return st;
         const float *grad_weight = sbn_bn_grad_weight(l->bn), *grad_bias = sbn_bn_grad_bias(l->bn);

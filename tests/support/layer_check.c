@@ -41,7 +41,7 @@ test_layer_result test_layer_steps(int64_t n, int64_t c, int64_t s, sbn_layout l
     to_layout(x, x_ncs, n, c, s, layout);
     to_layout(dy, dy_ncs, n, c, s, layout);
     sbn_bn *bn = NULL;
-    const sbn_shape shape = {n, c, s, layout};
+    const sbn_shape shape = {n, c, s, layout, SBN_DTYPE_F32};
     sbn_status st = sbn_bn_create(c, NULL, NULL, &bn);
     if (st == SBN_OK) {
         memcpy(sbn_bn_weight(bn), weight, (size_t)c * sizeof *weight);
