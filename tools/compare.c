@@ -46,6 +46,7 @@ static void compare_usage(FILE *out)
             "  --lr X, --lr-schedule S, --momentum X, --weight-decay X, --data DIR, --threads T,\n"
             "  --train-samples N\n"
             "                         as for `syncbn train`\n"
+            "  --no-fuse-relu         ReLU as its own pass after BN (the same bits; fused is faster)\n"
             "  --no-plot              skip the PNG\n"
             "  --help                 this text\n",
             SBN_FINAL_LOSS_STEPS, SBN_FINAL_LOSS_STEPS);

@@ -56,6 +56,7 @@ static sbn_status evaluate_weights(const cli_settings *settings, sbn_comm *world
         model_of(file, &kind, &norm);
         st = sbn_model_create(kind, 1, test.height, test.width, test.classes, norm, NULL, 0, &model);
     }
+    if (st == SBN_OK) st = sbn_model_set_fuse_relu(model, true);
     if (st == SBN_OK) st = sbn_model_load_state_dict(model, NULL, SBN_STATE_ALL, file);
     if (st == SBN_OK && settings->logits &&
         !(logits = malloc((size_t)(test.count * test.classes) * sizeof *logits))) {

@@ -128,6 +128,7 @@ int runs_launch(const char *self, const run_spec *spec, const char *metrics_path
     if (spec->eval_points > 0) argv[k++] = "--eval-points", argv[k++] = evals;
     argv[k++] = "--data", argv[k++] = (char *)o->data_dir, argv[k++] = "--metrics", argv[k++] = (char *)metrics_path;
     if (!spec->quiet) argv[k++] = "--progress";
+    if (o->separate_relu) argv[k++] = "--no-fuse-relu";
     argv[k] = NULL;
     if (!spec->quiet)
         printf("run (%s): %d rank%s x %lld samples, %s\n", spec->label, spec->ranks, spec->ranks > 1 ? "s" : "",

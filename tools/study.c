@@ -87,6 +87,7 @@ static void study_usage(FILE *out)
             "  --epochs E, --steps N, --train-samples N, --model M, --lr X, --lr-schedule S,\n"
             "  --momentum X, --weight-decay X, --data DIR, --threads T\n"
             "                         as for `syncbn compare` (each run's)\n"
+            "  --no-fuse-relu         ReLU as its own pass after BN (the same bits; fused is faster)\n"
             "  --no-plot              skip the PNGs\n"
             "  --help                 this text\n\n"
             "Run time on 2 cores, 8 ranks oversubscribed: the full default grid (%s, 8 ranks,\n"

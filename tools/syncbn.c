@@ -46,7 +46,7 @@ typedef enum flag_kind {
 typedef enum flag_id { /* getopt_long's return values */
     F_HELP = 'h',
     F_MODEL = 256, F_NORM, F_GROUP_SIZE, F_BATCH, F_EPOCHS, F_STEPS, F_TRAIN_SAMPLES, F_LR, F_LR_SCHEDULE,
-    F_MOMENTUM, F_WEIGHT_DECAY, F_SEED, F_DATA, F_THREADS, F_METRICS, F_TIMEOUT, F_PROGRESS, F_RANKS, F_OUT,
+    F_MOMENTUM, F_WEIGHT_DECAY, F_SEED, F_DATA, F_THREADS, F_METRICS, F_TIMEOUT, F_PROGRESS, F_NO_FUSE_RELU, F_RANKS, F_OUT,
     F_NO_PLOT, F_CHECKPOINT_DIR, F_CHECKPOINT_EVERY, F_KEEP, F_RESUME, F_INIT, F_WEIGHTS, F_LOGITS, F_EVAL_POINTS,
     F_BATCHES, F_SEEDS, F_LR_STRESS, F_QUICK, F_LOSS_THRESHOLD, F_ACCURACY_LEVEL, F_ALPHA
 } flag_id; /* at most 64 past F_MODEL: cli_settings.given has a bit for each */
@@ -110,6 +110,7 @@ static const cli_flag flags[] = {
     {"weights", F_WEIGHTS, CLI_EVAL, FLAG_TEXT, {0}},
     {"logits", F_LOGITS, CLI_EVAL, FLAG_TEXT, {0}},
     {"progress", F_PROGRESS, CLI_TRAIN, FLAG_SWITCH, {0}},
+    {"no-fuse-relu", F_NO_FUSE_RELU, RUNS, FLAG_SWITCH, {0}},
     {"ranks", F_RANKS, CLI_COMPARE | CLI_STUDY, FLAG_INTEGER, {.min = 2, .max = 1024}},
     {"out", F_OUT, CLI_COMPARE | CLI_STUDY, FLAG_TEXT, {0}},
     {"no-plot", F_NO_PLOT, CLI_COMPARE | CLI_STUDY, FLAG_SWITCH, {0}},
@@ -228,6 +229,7 @@ static void assign(cli_settings *s, flag_id id, flag_value v)
     case F_METRICS: o->metrics_path = v.text; break;
     case F_TIMEOUT: s->timeout = v.real; break;
     case F_PROGRESS: o->progress = true; break;
+    case F_NO_FUSE_RELU: o->separate_relu = true; break;
     case F_RANKS: s->ranks = (int)v.integer; break;
     case F_OUT: s->out = v.text; break;
     case F_NO_PLOT: s->plot = false; break;

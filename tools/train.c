@@ -32,6 +32,8 @@ static void train_usage(FILE *out)
             "  --metrics FILE         per-step JSON lines, written by rank 0\n"
             "  --timeout SECONDS      how long a collective waits for its peers, > 0 (default 600)\n"
             "  --progress             progress bar on rank 0 (when stderr is a terminal)\n"
+            "  --no-fuse-relu         run each ReLU as its own pass after BN instead of inside the BN\n"
+            "                         layer (the same results bit for bit; fused is faster)\n"
             "  --eval-points K        also evaluate the test set at K evenly spaced steps during the run\n"
             "                         (after step floor(total x i / (K + 1)), i = 1..K), each an\n"
             "                         {\"eval\": true, ...} line in --metrics (default 0: at the end only)\n"

@@ -92,6 +92,12 @@ SBN_API void sbn_model_destroy(sbn_model *model);
  * (comm NULL: back to plain BN), keeping parameters and running statistics. */
 SBN_API sbn_status sbn_model_convert_sync_batchnorm(sbn_model *model, sbn_comm *comm);
 
+/* Runs each BN -> ReLU pair as one BN layer with fuse_relu (bn.h): the same
+ * bits in every output, gradient and running statistic, one pass less over
+ * the activations each way. Off for a new model. Keeps parameters, running
+ * statistics and the communicator. */
+SBN_API sbn_status sbn_model_set_fuse_relu(sbn_model *model, bool fuse);
+
 /* All trainable parameters in one flat block, gradients in another of the
  * same layout, so that the gradient allreduce, SGD and broadcasts each walk
  * one buffer. */

@@ -44,6 +44,8 @@ typedef struct sbn_train_options {
     const char *data_dir;
     const char *metrics_path;  /* JSON lines written by rank 0; NULL = none */
     bool progress;             /* a progress bar on rank 0 (only on a terminal) */
+    bool separate_relu;        /* ReLU as its own pass after BN (default: fused into the BN layer;
+                                * the same bits either way: sbn_model_set_fuse_relu) */
     /* Checkpoints (checkpoint.h): into checkpoint_dir every checkpoint_every
      * steps (0: 1000), at the end of each epoch and of the run, keeping the
      * newest `keep` (0: 3). resume: start from the newest good checkpoint in

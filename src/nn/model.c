@@ -146,14 +146,18 @@ static void copy_channels(float *to, const float *from, int64_t channels)
     if (to && from) memcpy(to, from, (size_t)channels * sizeof *to);
 }
 
-sbn_status sbn_model_convert_sync_batchnorm(sbn_model *m, sbn_comm *comm)
+/* Recreates every BN layer over comm with fuse_relu as given, keeping its
+ * options, running statistics and count (parameters live in the model's
+ * block). A layer that cannot be created leaves the earlier ones converted:
+ * the only failure is SBN_ERR_NOMEM. */
+static sbn_status rebuild_bn_layers(sbn_model *m, sbn_comm *comm, bool fuse_relu)
 {
-    if (!m) return sbn_fail(SBN_ERR_ARG, "model is NULL");
     for (int k = 0; k < m->layer_count; k++) {
         layer *l = &m->layers[k];
         if (l->kind != LAYER_BN) continue;
         sbn_bn *old = l->bn, *converted;
-        const sbn_bn_options options = sbn_bn_get_options(old);
+        sbn_bn_options options = sbn_bn_get_options(old);
+        options.fuse_relu = fuse_relu && k + 1 < m->layer_count && m->layers[k + 1].kind == LAYER_RELU;
         sbn_status st = sbn_bn_create(l->out_c, &options, comm, &converted);
         if (st != SBN_OK) return st;
         copy_channels(sbn_bn_running_mean(converted), sbn_bn_running_mean(old), l->out_c); /* NULL: untracked */
@@ -162,8 +166,22 @@ sbn_status sbn_model_convert_sync_batchnorm(sbn_model *m, sbn_comm *comm)
         sbn_bn_destroy(old);
         l->bn = converted;
     }
+    m->bn_comm = comm;
+    m->fuse_relu = fuse_relu;
     m->has_forward = false;
     return SBN_OK;
+}
+
+sbn_status sbn_model_convert_sync_batchnorm(sbn_model *m, sbn_comm *comm)
+{
+    if (!m) return sbn_fail(SBN_ERR_ARG, "model is NULL");
+    return rebuild_bn_layers(m, comm, m->fuse_relu);
+}
+
+sbn_status sbn_model_set_fuse_relu(sbn_model *m, bool fuse)
+{
+    if (!m) return sbn_fail(SBN_ERR_ARG, "model is NULL");
+    return rebuild_bn_layers(m, m->bn_comm, fuse);
 }
 
 /* ---------- accessors ---------- */
@@ -251,6 +269,19 @@ static sbn_status layer_forward(sbn_model *m, layer *l, const float *x, int64_t 
     return sbn_fail(SBN_ERR_ARG, "unknown layer kind");
 }
 
+/* Whether layer k is a ReLU that runs inside the BN layer before it. */
+static bool relu_in_bn(const sbn_model *m, int k)
+{
+    return m->layers[k].kind == LAYER_RELU && k > 0 && m->layers[k - 1].kind == LAYER_BN &&
+           sbn_bn_get_options(m->layers[k - 1].bn).fuse_relu;
+}
+
+/* The output of layer k: a ReLU run inside its BN layer has the BN's. */
+static const float *layer_output(const sbn_model *m, int k)
+{
+    return relu_in_bn(m, k) ? m->layers[k - 1].output : m->layers[k].output;
+}
+
 sbn_status sbn_model_forward(sbn_model *m, const float *images, int64_t n, bool training, const float **logits)
 {
     if (!m || !images || !logits) return sbn_fail(SBN_ERR_ARG, "model forward: NULL argument");
@@ -259,6 +290,7 @@ sbn_status sbn_model_forward(sbn_model *m, const float *images, int64_t n, bool 
     if (st != SBN_OK) return st;
     const float *x = images;
     for (int k = 0; k < m->layer_count; k++) {
+        if (relu_in_bn(m, k)) continue; /* x stays the BN layer's output, already through the ReLU */
         if ((st = layer_forward(m, &m->layers[k], x, n, training)) != SBN_OK) {
             m->has_forward = false;
             return st;
@@ -312,7 +344,8 @@ sbn_status sbn_model_backward(sbn_model *m, const float *dlogits)
     const float *dy = dlogits;
     for (int k = m->layer_count - 1; k >= 0; k--) {
         layer *l = &m->layers[k];
-        const float *x = k > 0 ? m->layers[k - 1].output : m->input;
+        if (relu_in_bn(m, k)) continue; /* dy is the gradient of the BN layer's (fused) output */
+        const float *x = k > 0 ? layer_output(m, k - 1) : m->input;
         float *dx = k > 0 ? m->gradient_buffers[k % 2] : NULL;
         sbn_status st = layer_backward(m, l, x, dy, dx);
         if (st != SBN_OK) return st;

@@ -34,6 +34,8 @@ struct sbn_model {
     float *gradient_buffers[2]; /* ping-pong dx/dy for backward */
     float *conv_scratch;
     bool has_forward;
+    bool fuse_relu;     /* each ReLU after a BN runs inside the BN layer */
+    sbn_comm *bn_comm;  /* of the BN layers: NULL for plain BN */
 };
 
 #endif

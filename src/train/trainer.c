@@ -150,6 +150,7 @@ static sbn_status setup(run_state *s, const sbn_train_options *o, sbn_comm *worl
         }
         if (st == SBN_OK) st = sbn_model_convert_sync_batchnorm(s->model, bn_comm);
     }
+    if (st == SBN_OK && !o->separate_relu) st = sbn_model_set_fuse_relu(s->model, true);
     if (st == SBN_OK && o->init_path) st = load_initial_weights(s->model, o->init_path);
     if (st != SBN_OK) return st;
     const int64_t count = sbn_model_parameter_count(s->model), local = o->global_batch / ranks;
