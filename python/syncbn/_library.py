@@ -16,14 +16,16 @@ class SyncBNError(RuntimeError):
 
 class Options(ctypes.Structure):  # sbn_bn_options
     _fields_ = [("eps", ctypes.c_double), ("momentum", ctypes.c_double), ("cumulative", ctypes.c_bool),
-                ("affine", ctypes.c_bool), ("track_running_stats", ctypes.c_bool)]
+                ("affine", ctypes.c_bool), ("track_running_stats", ctypes.c_bool), ("fuse_relu", ctypes.c_bool)]
 
 
 class Shape(ctypes.Structure):  # sbn_shape
-    _fields_ = [("n", ctypes.c_int64), ("c", ctypes.c_int64), ("s", ctypes.c_int64), ("layout", ctypes.c_int)]
+    _fields_ = [("n", ctypes.c_int64), ("c", ctypes.c_int64), ("s", ctypes.c_int64), ("layout", ctypes.c_int),
+                ("dtype", ctypes.c_int)]
 
 
 NCS, NSC = 0, 1
+DTYPE_F32, DTYPE_BF16, DTYPE_F16 = 0, 5, 6  # sbn_dtype
 
 
 def _candidates():

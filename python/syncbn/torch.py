@@ -3,8 +3,10 @@
 syncbn.torch.BatchNorm1d/2d/3d and SyncBatchNorm have exactly the parameters and
 buffers of torch.nn's (weight, bias, running_mean, running_var,
 num_batches_tracked), so state dicts move both ways; momentum=None is the
-cumulative average; train()/eval() as in PyTorch. Inputs are CPU float32 tensors,
-contiguous or channels_last (used as they are, no copy); anything else is copied to
+cumulative average; train()/eval() as in PyTorch. Inputs are CPU float32, bfloat16
+or float16 tensors (16-bit ones with float32 parameters and statistics, as PyTorch's
+mixed-type BatchNorm; each output within 1 ulp of the float64 result), contiguous or
+channels_last (used as they are, no copy); anything else is copied to
 contiguous, and GPU tensors or other dtypes raise TypeError.
 
 SyncBatchNorm computes the batch statistics over all ranks of a
@@ -20,7 +22,7 @@ import ctypes
 import torch
 from torch import nn
 
-from ._library import NCS, NSC, Options, Shape, check, lib
+from ._library import DTYPE_BF16, DTYPE_F16, DTYPE_F32, NCS, NSC, Options, Shape, check, lib
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "convert_sync_batchnorm",
            "revert_sync_batchnorm"]
@@ -53,11 +55,14 @@ def _layout(x):
     return NCS, x.contiguous()
 
 
+_DTYPES = {torch.float32: DTYPE_F32, torch.bfloat16: DTYPE_BF16, torch.float16: DTYPE_F16}
+
+
 def _shape(x, layout):
     spatial = 1
     for size in x.shape[2:]:
         spatial *= size
-    return Shape(x.shape[0], x.shape[1], spatial, layout)
+    return Shape(x.shape[0], x.shape[1], spatial, layout, _DTYPES[x.dtype])
 
 
 def _same_layout_as(tensor, layout, like):
@@ -88,7 +93,7 @@ class _BatchNormFunction(torch.autograd.Function):
         if module._calls != ctx.call:
             raise RuntimeError("syncbn: this BatchNorm module was called again before the backward of an earlier "
                                "call; the layer keeps the statistics of its last call only")
-        dy = _same_layout_as(dy, ctx.layout, x)
+        dy = _same_layout_as(dy.to(x.dtype), ctx.layout, x)
         dx = torch.empty_like(x)
         lib.sbn_bn_zero_grad(module._layer)
         check(lib.sbn_bn_backward(module._layer, _shape(x, ctx.layout), _pointer(x), _pointer(dy), _pointer(dx)))
@@ -161,8 +166,8 @@ class _SyncBNBase(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(x)
         if x.device.type != "cpu":
             raise TypeError(f"syncbn runs on the CPU; the input is on {x.device}")
-        if x.dtype != torch.float32:
-            raise TypeError(f"syncbn takes float32 inputs; got {x.dtype}")
+        if x.dtype not in _DTYPES:
+            raise TypeError(f"syncbn takes float32, bfloat16 or float16 inputs; got {x.dtype}")
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected {self.num_features} channels, got input of shape {tuple(x.shape)}")
         self._make_layer()
