@@ -435,18 +435,131 @@ static void tally_impl(impl_tally *tally, int *size, const char *name)
     }
 }
 
+/* ---------- 16-bit activations and fused ReLU: our layer against itself ---------- */
+/* Per shape, layout and thread count, interleaved in the same rounds:
+ * float32, bfloat16 and float16 activations through the same layer, and the
+ * copy bound of the 16-bit bytes; then BN + a separate ReLU pass against the
+ * fused layer. */
+enum { MIXED_F32, MIXED_BF16, MIXED_F16, MIXED_BOUND16, MIXED_SEPARATE, MIXED_FUSED, MIXED_CONTENDERS };
+
+typedef struct mixed_context {
+    sbn_bn *bn[MIXED_CONTENDERS];
+    sbn_shape shape[MIXED_CONTENDERS];
+    void *x, *y, *dy, *dx; /* float32-sized: big enough for every type */
+    float *relu_y, *relu_dy;
+    int64_t count;
+} mixed_context;
+
+static void mixed_run(mixed_context *m, int contender, int pass)
+{
+    if (contender == MIXED_BOUND16) {
+        /* the 16-bit bytes: half as many floats */
+        if (pass == 1) add_pass(m->dx, m->x, m->dy, m->count / 2);
+        else copy_pass(m->y, m->x, m->count / 2);
+        return;
+    }
+    sbn_bn *bn = m->bn[contender];
+    const sbn_shape shape = m->shape[contender];
+    const bool separate = contender == MIXED_SEPARATE;
+    if (pass == 1) {
+        if (separate) sbn_relu_backward(m->relu_dy, m->dy, m->relu_y, m->count);
+        sbn_bn_backward(bn, shape, m->x, separate ? m->relu_dy : m->dy, m->dx);
+    } else {
+        sbn_bn_forward(bn, shape, m->x, m->y, pass == 0);
+        if (separate) sbn_relu_forward(m->relu_y, m->y, m->count);
+    }
+}
+
+static void fill_activations(void *x, sbn_dtype type, int64_t count)
+{
+    float *values = aligned_floats(count);
+    for (int64_t i = 0; i < count; i++) values[i] = (float)((i * 7919) & 1023) * 0.002f - 1.0f;
+    sbn_convert_from_float(x, type, values, count);
+    free(values);
+}
+
+static void bench_mixed(bench_shape s, sbn_layout layout, int threads, int rounds)
+{
+    omp_set_num_threads(threads);
+    mixed_context m = {.count = s.n * s.c * s.h * s.w};
+    m.x = aligned_floats(m.count), m.y = aligned_floats(m.count), m.dy = aligned_floats(m.count);
+    m.dx = aligned_floats(m.count), m.relu_y = aligned_floats(m.count), m.relu_dy = aligned_floats(m.count);
+    static const sbn_dtype types[MIXED_CONTENDERS] = {SBN_DTYPE_F32, SBN_DTYPE_BF16, SBN_DTYPE_F16,
+                                                      SBN_DTYPE_F32, SBN_DTYPE_F32, SBN_DTYPE_F32};
+    for (int k = 0; k < MIXED_CONTENDERS; k++) {
+        sbn_bn_options options = sbn_bn_defaults();
+        options.fuse_relu = k == MIXED_FUSED;
+        m.shape[k] = (sbn_shape){s.n, s.c, s.h * s.w, layout, types[k]};
+        if (k != MIXED_BOUND16) sbn_bn_create(s.c, &options, NULL, &m.bn[k]);
+    }
+    double best[3][MIXED_CONTENDERS];
+    double *times = calloc((size_t)(MIXED_CONTENDERS * rounds), sizeof *times);
+    for (int pass = 0; pass < 3; pass++) {
+        for (int k = 0; k < rounds + 1; k++)
+            for (int contender = 0; contender < MIXED_CONTENDERS; contender++) {
+                const sbn_dtype type = types[contender];
+                if (contender != MIXED_BOUND16) { /* inputs in this contender's type, outside the timing */
+                    fill_activations(m.x, type, m.count);
+                    fill_activations(m.dy, type, m.count);
+                    if (pass == 1) mixed_run(&m, contender, 0);
+                }
+                const double start = now_seconds();
+                mixed_run(&m, contender, pass);
+                if (k > 0) times[contender * rounds + k - 1] = now_seconds() - start;
+            }
+        for (int contender = 0; contender < MIXED_CONTENDERS; contender++) {
+            qsort(times + contender * rounds, (size_t)rounds, sizeof *times, compare_doubles);
+            best[pass][contender] = times[contender * rounds];
+        }
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        const double *b = best[pass];
+        const double bytes16 = (pass == 1 ? 3.0 : 2.0) * (double)m.count * 2.0;
+        printf("| (%lld,%lld,%lld,%lld) | %s | %d | %s | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | %.2f | %.2f | "
+               "%.3f | %.3f | %.2f |\n",
+               (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w, layout == SBN_NCS ? "NCHW" : "NHWC",
+               threads, pass_names[pass], b[MIXED_F32] * 1e3, b[MIXED_BF16] * 1e3, b[MIXED_F16] * 1e3,
+               gbps(bytes16, b[MIXED_BF16]), gbps(bytes16, b[MIXED_F16]), gbps(bytes16, b[MIXED_BOUND16]),
+               b[MIXED_F32] / b[MIXED_BF16], b[MIXED_F32] / b[MIXED_F16], b[MIXED_SEPARATE] * 1e3,
+               b[MIXED_FUSED] * 1e3, b[MIXED_SEPARATE] / b[MIXED_FUSED]);
+    }
+    free(times);
+    for (int k = 0; k < MIXED_CONTENDERS; k++) sbn_bn_destroy(m.bn[k]);
+    free(m.x), free(m.y), free(m.dy), free(m.dx), free(m.relu_y), free(m.relu_dy);
+}
+
+static void print_mixed_tables(const bench_shape *list, size_t list_size, const int *thread_list, int thread_count,
+                               int rounds)
+{
+    printf("\n16-bit activations (float32 weight and statistics) and fused BN+ReLU, our layer only: best of %d "
+           "rounds, interleaved. GB/s on the 16-bit bytes; bound = a copy of those bytes. separate = BN then a "
+           "ReLU pass (float32), fused = the layer with fuse_relu\n\n", rounds);
+    printf("| shape | layout | threads | pass | f32 ms | bf16 ms | f16 ms | bf16 GB/s | f16 GB/s | bound GB/s (16-bit "
+           "bytes) | f32/bf16 | f32/f16 | BN+ReLU separate ms | fused ms | separate/fused |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < list_size; i++)
+        for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
+            for (int t = 0; t < thread_count; t++) {
+                bench_mixed(list[i], (sbn_layout)layout, thread_list[t], rounds);
+                fflush(stdout);
+            }
+}
+
 int main(int argc, char **argv)
 {
-    int rounds = 15, quick = 0;
+    int rounds = 15, quick = 0, mixed = 1, peers = 1;
     int thread_list[4] = {1, 2}, thread_count = 2;
     const char *shape_filter = NULL;
     static const struct option long_options[] = {
         {"quick", no_argument, NULL, 'q'},        {"rounds", required_argument, NULL, 'r'},
         {"threads", required_argument, NULL, 't'}, {"torch", required_argument, NULL, 'T'},
         {"shape", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
+        {"only-mixed", no_argument, NULL, 'm'},   {"no-mixed", no_argument, NULL, 'M'},
         {NULL, 0, NULL, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:s:h", long_options, NULL)) != -1;) {
+    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:s:hmM", long_options, NULL)) != -1;) {
         if (opt == 'q') quick = 1, rounds = 3;
+        else if (opt == 'm') peers = 0, mixed = 1;
+        else if (opt == 'M') mixed = 0;
         else if (opt == 'T') load_torch_times(optarg);
         else if (opt == 'r') rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
         else if (opt == 's') shape_filter = optarg;
@@ -456,7 +569,8 @@ int main(int argc, char **argv)
                 if (atoi(t) > 0) thread_list[thread_count++] = atoi(t);
             if (thread_count == 0) thread_list[thread_count++] = 1;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--shape N,C,H,W] [--torch FILE]\n",
+            fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--shape N,C,H,W] [--torch FILE] "
+                            "[--only-mixed | --no-mixed]\n",
                     argv[0]);
             return opt == 'h' ? 0 : 2;
         }
@@ -480,6 +594,10 @@ int main(int argc, char **argv)
     dnnl_engine_create(&engine, dnnl_cpu, 0);
     dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
     print_machine();
+    if (!peers) {
+        print_mixed_tables(list, list_size, thread_list, thread_count, rounds);
+        return 0;
+    }
     printf("\nsyncbn BN benchmark: best of %d rounds, contenders interleaved; GB/s on minimum bytes. "
            "oneDNN best = fastest of nChw8c, nChw16c, nhwc, nchw per row (layout named)\n\n", rounds);
     printf("| shape | layout | threads | pass | syncbn ms (best) | ms (median) | syncbn GB/s | bound GB/s | "
@@ -542,6 +660,7 @@ int main(int argc, char **argv)
                    omp_get_num_procs());
         fclose(loadavg);
     }
+    if (mixed) print_mixed_tables(list, list_size, thread_list, thread_count, rounds);
     free(results), free(impls);
     dnnl_stream_destroy(stream);
     dnnl_engine_destroy(engine);

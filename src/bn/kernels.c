@@ -28,9 +28,11 @@
  * few float ulps of the terms it combines, not of the result: where terms
  * cancel (y near 0 with a bias, dx near 0) that is more than half a 16-bit
  * ulp of the result. So for 16-bit outputs each group of GROUP values also
- * checks |result| * 2^9 >= |terms|, which bounds the float error by 2^-13 of
- * the result; a group that fails is recomputed in double. Rounded once to
- * the 16-bit type, every output is then within 1 ulp of the float64 result.
+ * checks |result| * 2^8 >= |the term added last| (the bias for y, the dy
+ * term for dx), which bounds the other term by 257 |result| and so the
+ * float error by 2^-13 of the result; a group that fails is recomputed in
+ * double. Rounded once to the 16-bit type, every output is then within 1 ulp
+ * of the float64 result.
  *
  * ReLU (the _relu kernels): applied to the forward's float result before it
  * is narrowed (narrowing is monotonic and keeps 0, so it commutes with ReLU);
@@ -84,8 +86,8 @@ static float relu(float v) { return v <= 0.0f ? 0.0f : v; }
  * GROUP: values checked together for cancellation (one or two vectors). */
 enum { LANES = 32, RUN = 256, GROUP = 16 };
 
-/* 2^9: the float error of a 16-bit pass is at most 2^-22 of its terms. */
-static const float cancellation_limit = 512.0f;
+/* 2^8: see the top of the file. */
+static const float cancellation_limit = 256.0f;
 
 /* Values [first, first + count) of a tensor as floats: the tensor itself when
  * it is float32, otherwise widened into buf (RUN floats). */
@@ -191,8 +193,28 @@ static bool exact_outputs(sbn_shape shape) { return shape.dtype != SBN_DTYPE_F32
 
 /* ---------- one channel's runs (channels-first) ---------- */
 
+/* Forward map of in[0..count) into out, in float; returns whether any value's
+ * terms cancelled (see the top of the file). Called with count == GROUP for
+ * whole groups, so that loop is one fixed-length vector block. */
+static inline int affine_group(float *out, const float *in, int64_t count, channel_affine a)
+{
+    int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+    for (int64_t k = 0; k < count; k++) {
+        const float value = ((in[k] - a.mean_hi) - a.mean_lo) * a.scale + a.offset;
+        cancels |= fabsf(value) * cancellation_limit < fabsf(a.offset);
+        out[k] = value;
+    }
+    return cancels;
+}
+
+static void affine_exact(float *out, const float *in, int64_t count, channel_affine a)
+{
+    for (int64_t k = 0; k < count; k++) out[k] = (float)(((double)in[k] - a.mean) * a.scale_exact + (double)a.offset);
+}
+
 /* out[j] = the forward map of in[j]; for 16-bit outputs, groups whose terms
- * cancel are recomputed in double (see the top of the file). */
+ * cancel are recomputed in double. */
 static void affine_span(float *out, const float *in, int64_t count, channel_affine a, bool exact)
 {
     if (!exact) {
@@ -200,19 +222,10 @@ static void affine_span(float *out, const float *in, int64_t count, channel_affi
         for (int64_t j = 0; j < count; j++) out[j] = apply_affine(in[j], a);
         return;
     }
-    for (int64_t j = 0; j < count; j += GROUP) {
-        const int64_t group = count - j < GROUP ? count - j : GROUP;
-        int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-        for (int64_t k = j; k < j + group; k++) {
-            const float term = ((in[k] - a.mean_hi) - a.mean_lo) * a.scale, value = term + a.offset;
-            cancels |= fabsf(value) * cancellation_limit < fabsf(term) + fabsf(a.offset);
-            out[k] = value;
-        }
-        if (cancels)
-            for (int64_t k = j; k < j + group; k++)
-                out[k] = (float)(((double)in[k] - a.mean) * a.scale_exact + (double)a.offset);
-    }
+    int64_t j = 0;
+    for (; j + GROUP <= count; j += GROUP)
+        if (affine_group(out + j, in + j, GROUP, a)) affine_exact(out + j, in + j, GROUP, a);
+    if (j < count && affine_group(out + j, in + j, count - j, a)) affine_exact(out + j, in + j, count - j, a);
 }
 
 static void relu_span(float *values, int64_t count)
@@ -226,6 +239,11 @@ static void relu_span(float *values, int64_t count)
 static void relu_mask_span(float *masked, const float *dy, const float *x, int64_t count, channel_affine forward,
                            sbn_dtype type)
 {
+    if (type == SBN_DTYPE_F32) { /* the forward's float output, recomputed in the same loop */
+#pragma omp simd
+        for (int64_t j = 0; j < count; j++) masked[j] = apply_affine(x[j], forward) <= 0.0f ? 0.0f : dy[j];
+        return;
+    }
     float output[RUN];
     for (int64_t j = 0; j < count; j += RUN) {
         const int64_t run = count - j < RUN ? count - j : RUN;
@@ -236,6 +254,26 @@ static void relu_mask_span(float *masked, const float *dy, const float *x, int64
     }
 }
 
+static inline int gradient_group(float *out, const float *x, const float *dy, int64_t count, channel_gradient g)
+{
+    int cancels = 0;
+#pragma omp simd reduction(| : cancels)
+    for (int64_t k = 0; k < count; k++) {
+        const float along = apply_affine(dy[k], g.dy_centre);
+        const float across = ((x[k] - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
+        cancels |= fabsf(along - across) * cancellation_limit < fabsf(along);
+        out[k] = along - across;
+    }
+    return cancels;
+}
+
+static void gradient_exact(float *out, const float *x, const float *dy, int64_t count, channel_gradient g)
+{
+    for (int64_t k = 0; k < count; k++)
+        out[k] = (float)(((double)dy[k] - g.dy_centre.mean) * g.dy_centre.scale_exact -
+                         ((double)x[k] - g.x_centre.mean) * g.slope_exact);
+}
+
 static void gradient_span(float *out, const float *x, const float *dy, int64_t count, channel_gradient g, bool exact)
 {
     if (!exact) {
@@ -243,21 +281,11 @@ static void gradient_span(float *out, const float *x, const float *dy, int64_t c
         for (int64_t j = 0; j < count; j++) out[j] = apply_gradient(x[j], dy[j], g);
         return;
     }
-    for (int64_t j = 0; j < count; j += GROUP) {
-        const int64_t group = count - j < GROUP ? count - j : GROUP;
-        int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-        for (int64_t k = j; k < j + group; k++) {
-            const float along = apply_affine(dy[k], g.dy_centre);
-            const float across = ((x[k] - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
-            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along) + fabsf(across);
-            out[k] = along - across;
-        }
-        if (cancels)
-            for (int64_t k = j; k < j + group; k++)
-                out[k] = (float)(((double)dy[k] - g.dy_centre.mean) * g.dy_centre.scale_exact -
-                                 ((double)x[k] - g.x_centre.mean) * g.slope_exact);
-    }
+    int64_t j = 0;
+    for (; j + GROUP <= count; j += GROUP)
+        if (gradient_group(out + j, x + j, dy + j, GROUP, g)) gradient_exact(out + j, x + j, dy + j, GROUP, g);
+    if (j < count && gradient_group(out + j, x + j, dy + j, count - j, g))
+        gradient_exact(out + j, x + j, dy + j, count - j, g);
 }
 
 /* Channel c of an NCS tensor is n blocks of s contiguous values, block i at (i*C + c)*s. */
@@ -474,8 +502,8 @@ static void affine_row(float *out, const float *in, int64_t count, affine_arrays
         int cancels = 0;
 #pragma omp simd reduction(| : cancels)
         for (int64_t c = j; c < j + group; c++) {
-            const float term = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c], value = term + a.offset[c];
-            cancels |= fabsf(value) * cancellation_limit < fabsf(term) + fabsf(a.offset[c]);
+            const float value = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
+            cancels |= fabsf(value) * cancellation_limit < fabsf(a.offset[c]);
             out[c] = value;
         }
         if (cancels)
@@ -487,6 +515,13 @@ static void affine_row(float *out, const float *in, int64_t count, affine_arrays
 static void relu_mask_row(float *masked, const float *dy, const float *x, int64_t count, affine_arrays forward,
                           sbn_dtype type)
 {
+    if (type == SBN_DTYPE_F32) {
+        const affine_arrays a = forward;
+#pragma omp simd
+        for (int64_t c = 0; c < count; c++)
+            masked[c] = ((x[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c] <= 0.0f ? 0.0f : dy[c];
+        return;
+    }
     float output[RUN];
     for (int64_t j = 0; j < count; j += RUN) {
         const int64_t run = count - j < RUN ? count - j : RUN;
@@ -513,7 +548,7 @@ static void gradient_row(float *out, const float *x, const float *dy, int64_t co
         for (int64_t c = j; c < j + group; c++) {
             const float along = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c];
             const float across = ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
-            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along) + fabsf(across);
+            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along);
             out[c] = along - across;
         }
         if (cancels)
