@@ -452,8 +452,12 @@ static void gradient_values(void *dx, const void *x, const void *dy, const bn_ca
 
 /* ---------- channels-last: rows of c values ---------- */
 
-/* Per-channel coefficients as arrays (one value per channel each), so the
- * loop over a row's channels vectorizes. */
+/* Per-channel coefficients as arrays, so the loop over a row's channels
+ * vectorizes. A row shorter than a run is handled as part of a tile of
+ * rows_per_tile whole rows (contiguous in memory), with every array
+ * repeated rows_per_tile times: the loops then run over a few hundred
+ * values whatever C is (measured: per-row loops of C = 16 ran at a fifth of
+ * the channels-first speed). */
 typedef struct affine_arrays {
     float *mean_hi, *mean_lo, *scale, *offset;
     double *mean, *scale_exact;
@@ -465,11 +469,13 @@ typedef struct gradient_arrays {
     double *slope_exact;
 } gradient_arrays;
 
-/* Everything a channels-last call needs per channel, in one allocation. */
+/* Everything a channels-last call needs per channel, in one allocation:
+ * `length` entries per array, entry p for channel p % channels. */
 typedef struct row_coefficients {
     affine_arrays forward;
     gradient_arrays gradient;
     float *shift; /* row 0, widened: the statistics' shift */
+    int64_t channels, rows_per_tile, length;
     void *block;
 } row_coefficients;
 
@@ -477,7 +483,10 @@ enum { ROW_FLOAT_ARRAYS = 4 + 4 + 4 + 1 + 1, ROW_DOUBLE_ARRAYS = 2 + 2 + 2 + 1 }
 
 static sbn_status row_coefficients_alloc(row_coefficients *k, int64_t channels)
 {
-    const size_t n = (size_t)(channels > 0 ? channels : 1);
+    k->channels = channels > 0 ? channels : 1;
+    k->rows_per_tile = k->channels >= RUN ? 1 : RUN / k->channels;
+    k->length = k->rows_per_tile * k->channels;
+    const size_t n = (size_t)k->length;
     double *doubles = malloc(n * (ROW_DOUBLE_ARRAYS * sizeof(double) + ROW_FLOAT_ARRAYS * sizeof(float)));
     if (!doubles) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel coefficients", (long long)channels);
     float *floats = (float *)(doubles + ROW_DOUBLE_ARRAYS * n);
@@ -505,19 +514,27 @@ static void set_affine(affine_arrays a, int64_t c, channel_affine one)
 
 static void set_forward_coefficients(row_coefficients *k, const bn_call *call)
 {
-    for (int64_t c = 0; c < call->shape.c; c++)
-        set_affine(k->forward, c, normalize_affine(call->mean, call->invstd, call->weight, call->bias, c));
+    for (int64_t p = 0; p < k->length; p++)
+        set_affine(k->forward, p,
+                   normalize_affine(call->mean, call->invstd, call->weight, call->bias, p % k->channels));
 }
 
 static void set_gradient_coefficients(row_coefficients *k, const bn_call *call)
 {
-    for (int64_t c = 0; c < call->shape.c; c++) {
-        const channel_gradient one =
-            make_gradient(call->mean, call->invstd, call->weight, call->mean_dy, call->mean_dy_xmu, c);
-        set_affine(k->gradient.x_centre, c, one.x_centre);
-        set_affine(k->gradient.dy_centre, c, one.dy_centre);
-        k->gradient.slope[c] = one.slope, k->gradient.slope_exact[c] = one.slope_exact;
+    for (int64_t p = 0; p < k->length; p++) {
+        const channel_gradient one = make_gradient(call->mean, call->invstd, call->weight, call->mean_dy,
+                                                   call->mean_dy_xmu, p % k->channels);
+        set_affine(k->gradient.x_centre, p, one.x_centre);
+        set_affine(k->gradient.dy_centre, p, one.dy_centre);
+        k->gradient.slope[p] = one.slope, k->gradient.slope_exact[p] = one.slope_exact;
     }
+}
+
+/* Rows [r, r + tile_rows(k, r, last)) are the next piece of a thread's rows
+ * [first, last): a tile, or one row when rows are at least a run long. */
+static int64_t tile_rows(const row_coefficients *k, int64_t r, int64_t last)
+{
+    return last - r < k->rows_per_tile ? last - r : k->rows_per_tile;
 }
 
 static affine_arrays affine_from(affine_arrays a, int64_t c0)
@@ -604,28 +621,31 @@ static void my_rows(int64_t rows, int64_t *first, int64_t *last)
     *last = rows * (thread + 1) / threads;
 }
 
-/* Two per-channel partial sums for each of at most `*threads` threads,
- * zeroed: thread t's pair starts at t * 2 * channels. */
-static sbn_status row_partials_alloc(double **partial, int64_t rows, int64_t channels, int *threads)
+/* Two partial sums per coefficient entry (k->length) for each of at most
+ * `*threads` threads, zeroed: thread t's pair starts at t * 2 * length. */
+static sbn_status row_partials_alloc(double **partial, int64_t rows, const row_coefficients *k, int *threads)
 {
     const int available = omp_get_max_threads();
     *threads = (int)(rows < 1 ? 1 : rows < available ? rows : available);
-    *partial = calloc((size_t)*threads * 2 * (size_t)(channels > 0 ? channels : 1), sizeof **partial);
+    *partial = calloc((size_t)*threads * 2 * (size_t)k->length, sizeof **partial);
     if (!*partial)
-        return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", *threads, (long long)channels);
+        return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", *threads, (long long)k->length);
     return SBN_OK;
 }
 
-/* first[c], second[c] = the partial sums of the `threads` threads that ran,
- * added in thread order; then frees them. */
-static void row_partials_sum(double *first, double *second, double *partial, int threads, int64_t channels)
+/* first[c], second[c] = the partial sums of channel c (every tile copy of
+ * it) of the `threads` threads that ran, added in thread then copy order;
+ * then frees them. */
+static void row_partials_sum(double *first, double *second, double *partial, int threads, const row_coefficients *k)
 {
-    for (int64_t c = 0; c < channels; c++) {
+    const size_t length = (size_t)k->length;
+    for (int64_t c = 0; c < k->channels; c++) {
         double a = 0.0, b = 0.0;
-        for (int t = 0; t < threads; t++) {
-            a += partial[(size_t)t * 2 * (size_t)channels + (size_t)c];
-            b += partial[(size_t)t * 2 * (size_t)channels + (size_t)channels + (size_t)c];
-        }
+        for (int t = 0; t < threads; t++)
+            for (int64_t p = c; p < k->length; p += k->channels) {
+                a += partial[(size_t)t * 2 * length + (size_t)p];
+                b += partial[(size_t)t * 2 * length + length + (size_t)p];
+            }
         first[c] = a;
         second[c] = b;
     }
@@ -654,30 +674,32 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const voi
     row_coefficients k;
     sbn_status st = row_coefficients_alloc(&k, channels);
     if (st != SBN_OK) return st;
-    if ((st = row_partials_alloc(&partial, rows, channels, &threads)) != SBN_OK) {
+    if ((st = row_partials_alloc(&partial, rows, &k, &threads)) != SBN_OK) {
         free(k.block);
         return st;
     }
-    elements_to_float(k.shift, x, shape.dtype, 0, channels); /* row 0 */
+    elements_to_float(k.shift, x, shape.dtype, 0, channels); /* row 0, repeated along the tile */
+    for (int64_t p = channels; p < k.length; p++) k.shift[p] = k.shift[p - channels];
     const float *shift = k.shift;
     int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *s1 = partial + (size_t)t * 2 * (size_t)channels, *s2 = s1 + channels;
+        double *s1 = partial + (size_t)t * 2 * (size_t)k.length, *s2 = s1 + k.length;
         float buf[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
-        for (int64_t r = first; r < last; r++)
-            for (int64_t c0 = 0; c0 < channels;) {
-                const int64_t run = run_length(shape.dtype, false, channels - c0);
-                add_row_moments(s1 + c0, s2 + c0, read_run(buf, x, shape.dtype, r * channels + c0, run), shift + c0,
-                                run);
-                c0 += run;
+        for (int64_t r = first, piece; r < last; r += piece) {
+            piece = tile_rows(&k, r, last);
+            for (int64_t j = 0; j < piece * channels;) {
+                const int64_t run = run_length(shape.dtype, false, piece * channels - j);
+                add_row_moments(s1 + j, s2 + j, read_run(buf, x, shape.dtype, r * channels + j, run), shift + j, run);
+                j += run;
             }
+        }
     }
-    row_partials_sum(mean, m2, partial, granted, channels); /* s1 in mean, s2 in m2 */
+    row_partials_sum(mean, m2, partial, granted, &k); /* s1 in mean, s2 in m2 */
     for (int64_t c = 0; c < channels; c++) {
         const double s1 = mean[c], s2 = m2[c];
         mean[c] = (double)shift[c] + s1 / (double)rows;
@@ -696,16 +718,21 @@ static sbn_status nsc_normalize(void *y, const bn_call *call, const void *x)
     if (st != SBN_OK) return st;
     set_forward_coefficients(&k, call);
     const bool exact = exact_outputs(shape), relu_after = call->relu;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+#pragma omp parallel
+    {
         float in_buf[RUN], out_buf[RUN];
-        for (int64_t c0 = 0; c0 < channels;) {
-            const int64_t run = run_length(shape.dtype, false, channels - c0), first = r * channels + c0;
-            float *out = output_run(out_buf, y, shape.dtype, first);
-            affine_row(out, read_run(in_buf, x, shape.dtype, first, run), run, affine_from(k.forward, c0), exact);
-            if (relu_after) relu_span(out, run);
-            write_run(y, shape.dtype, first, out, run);
-            c0 += run;
+        int64_t first, last;
+        my_rows(rows, &first, &last);
+        for (int64_t r = first, piece; r < last; r += piece) {
+            piece = tile_rows(&k, r, last);
+            for (int64_t j = 0; j < piece * channels;) {
+                const int64_t run = run_length(shape.dtype, false, piece * channels - j), at = r * channels + j;
+                float *out = output_run(out_buf, y, shape.dtype, at);
+                affine_row(out, read_run(in_buf, x, shape.dtype, at, run), run, affine_from(k.forward, j), exact);
+                if (relu_after) relu_span(out, run);
+                write_run(y, shape.dtype, at, out, run);
+                j += run;
+            }
         }
     }
     free(k.block);
@@ -744,31 +771,34 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, const 
     row_coefficients k;
     sbn_status st = row_coefficients_alloc(&k, channels);
     if (st != SBN_OK) return st;
-    if ((st = row_partials_alloc(&partial, rows, channels, &threads)) != SBN_OK) {
+    if ((st = row_partials_alloc(&partial, rows, &k, &threads)) != SBN_OK) {
         free(k.block);
         return st;
     }
-    if (call->relu) set_forward_coefficients(&k, call);
+    if (call->relu) set_forward_coefficients(&k, call); /* the ReLU's map */
+    for (int64_t p = 0; p < k.length; p++) k.forward.mean[p] = call->mean[p % channels]; /* the tiled mean */
     int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *a = partial + (size_t)t * 2 * (size_t)channels, *b = a + channels;
+        double *a = partial + (size_t)t * 2 * (size_t)k.length, *b = a + k.length;
         float x_buf[RUN], dy_buf[RUN], masked[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
-        for (int64_t r = first; r < last; r++)
-            for (int64_t c0 = 0; c0 < channels;) {
-                const int64_t run = run_length(shape.dtype, masks_into_buffer(call), channels - c0);
-                const int64_t at = r * channels + c0;
+        for (int64_t r = first, piece; r < last; r += piece) {
+            piece = tile_rows(&k, r, last);
+            for (int64_t j = 0; j < piece * channels;) {
+                const int64_t run = run_length(shape.dtype, masks_into_buffer(call), piece * channels - j);
+                const int64_t at = r * channels + j;
                 const float *xv = read_run(x_buf, x, shape.dtype, at, run);
-                add_row_gradient_sums(a + c0, b + c0, xv, read_dy_row(dy_buf, masked, xv, call, &k, dy, at, c0, run),
-                                      call->mean + c0, run);
-                c0 += run;
+                add_row_gradient_sums(a + j, b + j, xv, read_dy_row(dy_buf, masked, xv, call, &k, dy, at, j, run),
+                                      k.forward.mean + j, run);
+                j += run;
             }
+        }
     }
-    row_partials_sum(sum_dy, sum_dy_xmu, partial, granted, channels);
+    row_partials_sum(sum_dy, sum_dy_xmu, partial, granted, &k);
     free(k.block);
     return SBN_OK;
 }
@@ -783,18 +813,23 @@ static sbn_status nsc_backward_apply(void *dx, const bn_call *call, const void *
     if (call->relu) set_forward_coefficients(&k, call);
     set_gradient_coefficients(&k, call);
     const bool exact = exact_outputs(shape);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+#pragma omp parallel
+    {
         float x_buf[RUN], dy_buf[RUN], masked[RUN], out_buf[RUN];
-        for (int64_t c0 = 0; c0 < channels;) {
-            const int64_t run = run_length(shape.dtype, masks_into_buffer(call), channels - c0);
-            const int64_t at = r * channels + c0;
-            const float *xv = read_run(x_buf, x, shape.dtype, at, run);
-            const float *dyv = read_dy_row(dy_buf, masked, xv, call, &k, dy, at, c0, run);
-            float *out = output_run(out_buf, dx, shape.dtype, at);
-            gradient_row(out, xv, dyv, run, gradient_from(k.gradient, c0), exact);
-            write_run(dx, shape.dtype, at, out, run);
-            c0 += run;
+        int64_t first, last;
+        my_rows(rows, &first, &last);
+        for (int64_t r = first, piece; r < last; r += piece) {
+            piece = tile_rows(&k, r, last);
+            for (int64_t j = 0; j < piece * channels;) {
+                const int64_t run = run_length(shape.dtype, masks_into_buffer(call), piece * channels - j);
+                const int64_t at = r * channels + j;
+                const float *xv = read_run(x_buf, x, shape.dtype, at, run);
+                const float *dyv = read_dy_row(dy_buf, masked, xv, call, &k, dy, at, j, run);
+                float *out = output_run(out_buf, dx, shape.dtype, at);
+                gradient_row(out, xv, dyv, run, gradient_from(k.gradient, j), exact);
+                write_run(dx, shape.dtype, at, out, run);
+                j += run;
+            }
         }
     }
     free(k.block);
