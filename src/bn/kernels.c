@@ -404,15 +404,31 @@ static void add_gradient_sums(double *a, double *b, const float *x, const float 
  * that a following apply pass reads them instead of recomputing. */
 static bool masks_into_buffer(const bn_call *call) { return call->relu; }
 
+/* Where the masked dy of values [first, ...) goes: straight into gated_dy
+ * when that is float32 (dx may be dy: each value is read before it is
+ * written), else into buf. store_gated then narrows it into gated_dy (exact:
+ * a masked value is dy's own or 0). */
+static float *gated_target(float *buf, const bn_call *call, int64_t first)
+{
+    return call->gated_dy && call->shape.dtype == SBN_DTYPE_F32 ? (float *)call->gated_dy + first : buf;
+}
+
+static void store_gated(const bn_call *call, int64_t first, const float *masked, int64_t count)
+{
+    if (call->gated_dy && call->shape.dtype != SBN_DTYPE_F32)
+        elements_from_float(call->gated_dy, call->shape.dtype, first, masked, count);
+}
+
 static const float *read_dy_run(float *dy_buf, float *masked_buf, const float *xv, const bn_call *call,
                                 const void *dy, int64_t c, int64_t first, int64_t count)
 {
     const float *dyv = read_run(dy_buf, dy, call->shape.dtype, first, count);
     if (!masks_into_buffer(call)) return dyv;
-    relu_mask_span(masked_buf, dyv, xv, count, normalize_affine(call->mean, call->invstd, call->weight, call->bias, c),
+    float *masked = gated_target(masked_buf, call, first);
+    relu_mask_span(masked, dyv, xv, count, normalize_affine(call->mean, call->invstd, call->weight, call->bias, c),
                    call->shape.dtype);
-    if (call->gated_dy) elements_from_float(call->gated_dy, call->shape.dtype, first, masked_buf, count); /* exact */
-    return masked_buf;
+    store_gated(call, first, masked, count);
+    return masked;
 }
 
 static void ncs_channel_backward_reduce(double *sum_dy, double *sum_dy_xmu, const bn_call *call, const void *x,
@@ -745,9 +761,10 @@ static const float *read_dy_row(float *dy_buf, float *masked_buf, const float *x
 {
     const float *dyv = read_run(dy_buf, dy, call->shape.dtype, first, count);
     if (!masks_into_buffer(call)) return dyv;
-    relu_mask_row(masked_buf, dyv, xv, count, affine_from(k->forward, c0), call->shape.dtype);
-    if (call->gated_dy) elements_from_float(call->gated_dy, call->shape.dtype, first, masked_buf, count); /* exact */
-    return masked_buf;
+    float *masked = gated_target(masked_buf, call, first);
+    relu_mask_row(masked, dyv, xv, count, affine_from(k->forward, c0), call->shape.dtype);
+    store_gated(call, first, masked, count);
+    return masked;
 }
 
 static void add_row_gradient_sums(double *a, double *b, const float *x, const float *dy, const double *mean,

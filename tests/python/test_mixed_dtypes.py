@@ -162,6 +162,7 @@ LAYOUTS = [
     ("1d (N,C,L)", sbn.BatchNorm1d, (4, 5, 19), None, 3.0, 2.5),
     ("2d NCHW", sbn.BatchNorm2d, (3, 6, 7, 9), None, 3.0, 2.5),
     ("2d channels_last", sbn.BatchNorm2d, (3, 19, 5, 7), torch.channels_last, 3.0, 2.5),
+    ("2d channels_last C=3", sbn.BatchNorm2d, (4, 3, 5, 7), torch.channels_last, 3.0, 2.5),
     ("2d NCHW offset 200", sbn.BatchNorm2d, (3, 6, 7, 9), None, 200.0, 1.0),
     ("3d NCDHW", sbn.BatchNorm3d, (2, 5, 3, 4, 5), None, 3.0, 2.5),
     ("3d channels_last_3d", sbn.BatchNorm3d, (2, 7, 3, 4, 5), torch.channels_last_3d, 3.0, 2.5),
@@ -176,8 +177,9 @@ def test_ulp_helper():
         assert float(ulp(torch.tensor([1.0]), dtype)) == info.eps
         assert float(ulp(torch.tensor([-1.5]), dtype)) == info.eps
         assert float(ulp(torch.tensor([0.999]), dtype)) == info.eps / 2
-        assert float(ulp(torch.tensor([float(info.max)]), dtype)) == float(info.max) - float(
-            torch.nextafter(torch.tensor(info.max, dtype=torch.float32), torch.tensor(0.0)).to(dtype))
+        largest = torch.tensor([info.max], dtype=dtype)
+        below = (largest.view(torch.int16) - 1).view(dtype)  # the next value down, from the bits
+        assert float(ulp(largest.double(), dtype)) == float(largest) - float(below)
         assert float(ulp(torch.tensor([0.0]), dtype)) == 2.0 ** SMALLEST_ULP[dtype]
     assert float(ulp(torch.tensor([1e-6]), torch.float16)) == 2.0 ** -24  # subnormal range of float16
     # one step of the 16-bit type is 1 ulp (passes), two are not
