@@ -445,64 +445,73 @@ enum { MIXED_F32, MIXED_BF16, MIXED_F16, MIXED_BOUND16, MIXED_SEPARATE, MIXED_FU
 typedef struct mixed_context {
     sbn_bn *bn[MIXED_CONTENDERS];
     sbn_shape shape[MIXED_CONTENDERS];
-    void *x, *y, *dy, *dx; /* float32-sized: big enough for every type */
+    void *x[3], *dy[3]; /* inputs by type: float32, bfloat16, float16 */
+    void *y, *dx;       /* float32-sized: big enough for every type */
     float *relu_y, *relu_dy;
     int64_t count;
 } mixed_context;
+
+static int type_slot(sbn_dtype type) { return type == SBN_DTYPE_BF16 ? 1 : type == SBN_DTYPE_F16 ? 2 : 0; }
 
 static void mixed_run(mixed_context *m, int contender, int pass)
 {
     if (contender == MIXED_BOUND16) {
         /* the 16-bit bytes: half as many floats */
-        if (pass == 1) add_pass(m->dx, m->x, m->dy, m->count / 2);
-        else copy_pass(m->y, m->x, m->count / 2);
+        if (pass == 1) add_pass(m->dx, m->x[0], m->dy[0], m->count / 2);
+        else copy_pass(m->y, m->x[0], m->count / 2);
         return;
     }
     sbn_bn *bn = m->bn[contender];
     const sbn_shape shape = m->shape[contender];
+    const void *x = m->x[type_slot(shape.dtype)], *dy = m->dy[type_slot(shape.dtype)];
     const bool separate = contender == MIXED_SEPARATE;
     if (pass == 1) {
-        if (separate) sbn_relu_backward(m->relu_dy, m->dy, m->relu_y, m->count);
-        sbn_bn_backward(bn, shape, m->x, separate ? m->relu_dy : m->dy, m->dx);
+        if (separate) sbn_relu_backward(m->relu_dy, dy, m->relu_y, m->count);
+        sbn_bn_backward(bn, shape, x, separate ? m->relu_dy : dy, m->dx);
     } else {
-        sbn_bn_forward(bn, shape, m->x, m->y, pass == 0);
+        sbn_bn_forward(bn, shape, x, m->y, pass == 0);
         if (separate) sbn_relu_forward(m->relu_y, m->y, m->count);
     }
 }
 
-static void fill_activations(void *x, sbn_dtype type, int64_t count)
+/* Inputs in [-1, 1); dy from another pattern than x (dy == x would make dx
+ * cancel everywhere: the 16-bit paths' exact recomputation on every value). */
+static void *activations(sbn_dtype type, int64_t count, int64_t multiplier)
 {
     float *values = aligned_floats(count);
-    for (int64_t i = 0; i < count; i++) values[i] = (float)((i * 7919) & 1023) * 0.002f - 1.0f;
-    sbn_convert_from_float(x, type, values, count);
+    void *out = aligned_floats(count);
+    for (int64_t i = 0; i < count; i++) values[i] = (float)((i * multiplier + 17) & 1023) * 0.002f - 1.0f;
+    sbn_convert_from_float(out, type, values, count);
     free(values);
+    return out;
 }
 
 static void bench_mixed(bench_shape s, sbn_layout layout, int threads, int rounds)
 {
     omp_set_num_threads(threads);
     mixed_context m = {.count = s.n * s.c * s.h * s.w};
-    m.x = aligned_floats(m.count), m.y = aligned_floats(m.count), m.dy = aligned_floats(m.count);
-    m.dx = aligned_floats(m.count), m.relu_y = aligned_floats(m.count), m.relu_dy = aligned_floats(m.count);
+    static const sbn_dtype slots[3] = {SBN_DTYPE_F32, SBN_DTYPE_BF16, SBN_DTYPE_F16};
+    for (int t = 0; t < 3; t++) m.x[t] = activations(slots[t], m.count, 7919), m.dy[t] = activations(slots[t], m.count, 104729);
+    m.y = aligned_floats(m.count), m.dx = aligned_floats(m.count);
+    m.relu_y = aligned_floats(m.count), m.relu_dy = aligned_floats(m.count);
     static const sbn_dtype types[MIXED_CONTENDERS] = {SBN_DTYPE_F32, SBN_DTYPE_BF16, SBN_DTYPE_F16,
                                                       SBN_DTYPE_F32, SBN_DTYPE_F32, SBN_DTYPE_F32};
     for (int k = 0; k < MIXED_CONTENDERS; k++) {
         sbn_bn_options options = sbn_bn_defaults();
         options.fuse_relu = k == MIXED_FUSED;
         m.shape[k] = (sbn_shape){s.n, s.c, s.h * s.w, layout, types[k]};
-        if (k != MIXED_BOUND16) sbn_bn_create(s.c, &options, NULL, &m.bn[k]);
+        m.bn[k] = NULL;
+        if (k != MIXED_BOUND16) {
+            sbn_bn_create(s.c, &options, NULL, &m.bn[k]);
+            for (int64_t c = 0; c < s.c; c++) sbn_bn_bias(m.bn[k])[c] = 0.25f * (float)(c % 3); /* y crosses 0 */
+        }
     }
     double best[3][MIXED_CONTENDERS];
     double *times = calloc((size_t)(MIXED_CONTENDERS * rounds), sizeof *times);
     for (int pass = 0; pass < 3; pass++) {
         for (int k = 0; k < rounds + 1; k++)
             for (int contender = 0; contender < MIXED_CONTENDERS; contender++) {
-                const sbn_dtype type = types[contender];
-                if (contender != MIXED_BOUND16) { /* inputs in this contender's type, outside the timing */
-                    fill_activations(m.x, type, m.count);
-                    fill_activations(m.dy, type, m.count);
-                    if (pass == 1) mixed_run(&m, contender, 0);
-                }
+                if (pass == 1 && contender != MIXED_BOUND16) mixed_run(&m, contender, 0); /* backward needs a forward */
                 const double start = now_seconds();
                 mixed_run(&m, contender, pass);
                 if (k > 0) times[contender * rounds + k - 1] = now_seconds() - start;
@@ -525,7 +534,8 @@ static void bench_mixed(bench_shape s, sbn_layout layout, int threads, int round
     }
     free(times);
     for (int k = 0; k < MIXED_CONTENDERS; k++) sbn_bn_destroy(m.bn[k]);
-    free(m.x), free(m.y), free(m.dy), free(m.dx), free(m.relu_y), free(m.relu_dy);
+    for (int t = 0; t < 3; t++) free(m.x[t]), free(m.dy[t]);
+    free(m.y), free(m.dx), free(m.relu_y), free(m.relu_dy);
 }
 
 static void print_mixed_tables(const bench_shape *list, size_t list_size, const int *thread_list, int thread_count,
