@@ -27,10 +27,10 @@
  * the way out. The float evaluation of the elementwise passes is within a
  * few float ulps of the terms it combines, not of the result: where terms
  * cancel (y near 0 with a bias, dx near 0) that is more than half a 16-bit
- * ulp of the result. So for 16-bit outputs each group of GROUP values also
- * checks |result| * 2^8 >= |the term added last| (the bias for y, the dy
+ * ulp of the result. So for 16-bit outputs each value is also checked:
+ * |result| * 2^8 >= |the term added last| (the bias for y, the dy
  * term for dx), which bounds the other term by 257 |result| and so the
- * float error by 2^-13 of the result; a group that fails is recomputed in
+ * float error by 2^-13 of the result; a value that fails is recomputed in
  * double. Rounded once to the 16-bit type, every output is then within 1 ulp
  * of the float64 result.
  *
@@ -116,9 +116,8 @@ static void gate_run(float *masked, const float *dy, const float *output, int64_
 
 /* ---------- runs of values ---------- */
 
-/* RUN: 16-bit values widened at a time (a multiple of LANES; 1 KiB of floats).
- * GROUP: values checked together for cancellation (one or two vectors). */
-enum { LANES = 32, RUN = 256, GROUP = 16 };
+/* RUN: 16-bit values widened at a time (a multiple of LANES; 1 KiB of floats). */
+enum { LANES = 32, RUN = 256 };
 
 /* 2^8: see the top of the file. */
 static const float cancellation_limit = 256.0f;
@@ -228,28 +227,9 @@ static bool exact_outputs(sbn_shape shape) { return shape.dtype != SBN_DTYPE_F32
 
 /* ---------- one channel's runs (channels-first) ---------- */
 
-/* Forward map of in[0..count) into out, in float; returns whether any value's
- * terms cancelled (see the top of the file). Called with count == GROUP for
- * whole groups, so that loop is one fixed-length vector block. */
-static inline int affine_group(float *out, const float *in, int64_t count, channel_affine a)
-{
-    int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-    for (int64_t k = 0; k < count; k++) {
-        const float value = ((in[k] - a.mean_hi) - a.mean_lo) * a.scale + a.offset;
-        cancels |= fabsf(value) * cancellation_limit < fabsf(a.offset);
-        out[k] = value;
-    }
-    return cancels;
-}
-
-static void affine_exact(float *out, const float *in, int64_t count, channel_affine a)
-{
-    for (int64_t k = 0; k < count; k++) out[k] = (float)(((double)in[k] - a.mean) * a.scale_exact + (double)a.offset);
-}
-
-/* out[j] = the forward map of in[j]; for 16-bit outputs, groups whose terms
- * cancel are recomputed in double. */
+/* out[j] = the forward map of in[j]; for 16-bit outputs, values whose
+ * terms cancel are recomputed in double (see the top of the file). count
+ * is at most RUN there: one pass marks them, a second fixes the few marked. */
 static void affine_span(float *out, const float *in, int64_t count, channel_affine a, bool exact)
 {
     if (!exact) {
@@ -257,10 +237,17 @@ static void affine_span(float *out, const float *in, int64_t count, channel_affi
         for (int64_t j = 0; j < count; j++) out[j] = apply_affine(in[j], a);
         return;
     }
-    int64_t j = 0;
-    for (; j + GROUP <= count; j += GROUP)
-        if (affine_group(out + j, in + j, GROUP, a)) affine_exact(out + j, in + j, GROUP, a);
-    if (j < count && affine_group(out + j, in + j, count - j, a)) affine_exact(out + j, in + j, count - j, a);
+    unsigned char cancels[RUN];
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t j = 0; j < count; j++) {
+        const float value = ((in[j] - a.mean_hi) - a.mean_lo) * a.scale + a.offset;
+        cancels[j] = fabsf(value) * cancellation_limit < fabsf(a.offset);
+        any |= cancels[j];
+        out[j] = value;
+    }
+    for (int64_t j = 0; any && j < count; j++)
+        if (cancels[j]) out[j] = (float)(((double)in[j] - a.mean) * a.scale_exact + (double)a.offset);
 }
 
 static void relu_span(float *values, int64_t count)
@@ -283,26 +270,6 @@ static void relu_mask_span(float *masked, const float *dy, const float *x, int64
     }
 }
 
-static inline int gradient_group(float *out, const float *x, const float *dy, int64_t count, channel_gradient g)
-{
-    int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-    for (int64_t k = 0; k < count; k++) {
-        const float along = apply_affine(dy[k], g.dy_centre);
-        const float across = ((x[k] - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
-        cancels |= fabsf(along - across) * cancellation_limit < fabsf(along);
-        out[k] = along - across;
-    }
-    return cancels;
-}
-
-static void gradient_exact(float *out, const float *x, const float *dy, int64_t count, channel_gradient g)
-{
-    for (int64_t k = 0; k < count; k++)
-        out[k] = (float)(((double)dy[k] - g.dy_centre.mean) * g.dy_centre.scale_exact -
-                         ((double)x[k] - g.x_centre.mean) * g.slope_exact);
-}
-
 static void gradient_span(float *out, const float *x, const float *dy, int64_t count, channel_gradient g, bool exact)
 {
     if (!exact) {
@@ -310,11 +277,20 @@ static void gradient_span(float *out, const float *x, const float *dy, int64_t c
         for (int64_t j = 0; j < count; j++) out[j] = apply_gradient(x[j], dy[j], g);
         return;
     }
-    int64_t j = 0;
-    for (; j + GROUP <= count; j += GROUP)
-        if (gradient_group(out + j, x + j, dy + j, GROUP, g)) gradient_exact(out + j, x + j, dy + j, GROUP, g);
-    if (j < count && gradient_group(out + j, x + j, dy + j, count - j, g))
-        gradient_exact(out + j, x + j, dy + j, count - j, g);
+    unsigned char cancels[RUN];
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t j = 0; j < count; j++) {
+        const float along = apply_affine(dy[j], g.dy_centre);
+        const float across = ((x[j] - g.x_centre.mean_hi) - g.x_centre.mean_lo) * g.slope;
+        cancels[j] = fabsf(along - across) * cancellation_limit < fabsf(along);
+        any |= cancels[j];
+        out[j] = along - across;
+    }
+    for (int64_t j = 0; any && j < count; j++)
+        if (cancels[j])
+            out[j] = (float)(((double)dy[j] - g.dy_centre.mean) * g.dy_centre.scale_exact -
+                             ((double)x[j] - g.x_centre.mean) * g.slope_exact);
 }
 
 /* Channel c of an NCS tensor is n blocks of s contiguous values, block i at (i*C + c)*s. */
@@ -566,19 +542,17 @@ static void affine_row(float *out, const float *in, int64_t count, affine_arrays
         for (int64_t c = 0; c < count; c++) out[c] = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
         return;
     }
-    for (int64_t j = 0; j < count; j += GROUP) {
-        const int64_t group = count - j < GROUP ? count - j : GROUP;
-        int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-        for (int64_t c = j; c < j + group; c++) {
-            const float value = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
-            cancels |= fabsf(value) * cancellation_limit < fabsf(a.offset[c]);
-            out[c] = value;
-        }
-        if (cancels)
-            for (int64_t c = j; c < j + group; c++)
-                out[c] = (float)(((double)in[c] - a.mean[c]) * a.scale_exact[c] + (double)a.offset[c]);
+    unsigned char cancels[RUN];
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t c = 0; c < count; c++) {
+        const float value = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
+        cancels[c] = fabsf(value) * cancellation_limit < fabsf(a.offset[c]);
+        any |= cancels[c];
+        out[c] = value;
     }
+    for (int64_t c = 0; any && c < count; c++)
+        if (cancels[c]) out[c] = (float)(((double)in[c] - a.mean[c]) * a.scale_exact[c] + (double)a.offset[c]);
 }
 
 static void relu_mask_row(float *masked, const float *dy, const float *x, int64_t count, affine_arrays forward,
@@ -596,28 +570,25 @@ static void relu_mask_row(float *masked, const float *dy, const float *x, int64_
 static void gradient_row(float *out, const float *x, const float *dy, int64_t count, gradient_arrays g, bool exact)
 {
     const affine_arrays xc = g.x_centre, dc = g.dy_centre;
-
     if (!exact) {
 #pragma omp simd
         for (int64_t c = 0; c < count; c++)
             out[c] = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c] - ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
         return;
     }
-    for (int64_t j = 0; j < count; j += GROUP) {
-        const int64_t group = count - j < GROUP ? count - j : GROUP;
-        int cancels = 0;
-#pragma omp simd reduction(| : cancels)
-        for (int64_t c = j; c < j + group; c++) {
-            const float along = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c];
-            const float across = ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
-            cancels |= fabsf(along - across) * cancellation_limit < fabsf(along);
-            out[c] = along - across;
-        }
-        if (cancels)
-            for (int64_t c = j; c < j + group; c++)
-                out[c] = (float)(((double)dy[c] - dc.mean[c]) * dc.scale_exact[c] -
-                                 ((double)x[c] - xc.mean[c]) * g.slope_exact[c]);
+    unsigned char cancels[RUN];
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t c = 0; c < count; c++) {
+        const float along = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c];
+        const float across = ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
+        cancels[c] = fabsf(along - across) * cancellation_limit < fabsf(along);
+        any |= cancels[c];
+        out[c] = along - across;
     }
+    for (int64_t c = 0; any && c < count; c++)
+        if (cancels[c])
+            out[c] = (float)(((double)dy[c] - dc.mean[c]) * dc.scale_exact[c] - ((double)x[c] - xc.mean[c]) * g.slope_exact[c]);
 }
 
 static gradient_arrays gradient_from(gradient_arrays g, int64_t c0)
