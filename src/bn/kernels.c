@@ -158,6 +158,24 @@ static void round_to_type(float *values, sbn_dtype type, int64_t count)
     elements_to_float(values, narrow, type, 0, count);
 }
 
+/* The first j' >= j below count with marked[j'] set (count if none),
+ * skipping 8 unmarked values at a time. */
+static int64_t next_marked(const int32_t *marked, int64_t j, int64_t count)
+{
+    for (; j < count; j++) {
+        if ((j & 7) == 0 && j + 8 <= count) {
+            int32_t any = 0;
+            for (int k = 0; k < 8; k++) any |= marked[j + k];
+            if (!any) {
+                j += 7;
+                continue;
+            }
+        }
+        if (marked[j]) return j;
+    }
+    return count;
+}
+
 /* ---------- per-channel coefficients ---------- */
 
 /* A per-channel affine map y = ((x - mean_hi) - mean_lo) * scale + offset in
@@ -237,7 +255,7 @@ static void affine_span(float *out, const float *in, int64_t count, channel_affi
         for (int64_t j = 0; j < count; j++) out[j] = apply_affine(in[j], a);
         return;
     }
-    unsigned char cancels[RUN];
+    int32_t cancels[RUN]; /* as wide as a float: a byte array made GCC vectorize by 64 */
     int any = 0;
 #pragma omp simd reduction(| : any)
     for (int64_t j = 0; j < count; j++) {
@@ -246,8 +264,8 @@ static void affine_span(float *out, const float *in, int64_t count, channel_affi
         any |= cancels[j];
         out[j] = value;
     }
-    for (int64_t j = 0; any && j < count; j++)
-        if (cancels[j]) out[j] = (float)(((double)in[j] - a.mean) * a.scale_exact + (double)a.offset);
+    for (int64_t j = any ? next_marked(cancels, 0, count) : count; j < count; j = next_marked(cancels, j + 1, count))
+        out[j] = (float)(((double)in[j] - a.mean) * a.scale_exact + (double)a.offset);
 }
 
 static void relu_span(float *values, int64_t count)
@@ -277,7 +295,7 @@ static void gradient_span(float *out, const float *x, const float *dy, int64_t c
         for (int64_t j = 0; j < count; j++) out[j] = apply_gradient(x[j], dy[j], g);
         return;
     }
-    unsigned char cancels[RUN];
+    int32_t cancels[RUN]; /* as wide as a float: a byte array made GCC vectorize by 64 */
     int any = 0;
 #pragma omp simd reduction(| : any)
     for (int64_t j = 0; j < count; j++) {
@@ -287,10 +305,9 @@ static void gradient_span(float *out, const float *x, const float *dy, int64_t c
         any |= cancels[j];
         out[j] = along - across;
     }
-    for (int64_t j = 0; any && j < count; j++)
-        if (cancels[j])
-            out[j] = (float)(((double)dy[j] - g.dy_centre.mean) * g.dy_centre.scale_exact -
-                             ((double)x[j] - g.x_centre.mean) * g.slope_exact);
+    for (int64_t j = any ? next_marked(cancels, 0, count) : count; j < count; j = next_marked(cancels, j + 1, count))
+        out[j] = (float)(((double)dy[j] - g.dy_centre.mean) * g.dy_centre.scale_exact -
+                         ((double)x[j] - g.x_centre.mean) * g.slope_exact);
 }
 
 /* Channel c of an NCS tensor is n blocks of s contiguous values, block i at (i*C + c)*s. */
@@ -542,7 +559,7 @@ static void affine_row(float *out, const float *in, int64_t count, affine_arrays
         for (int64_t c = 0; c < count; c++) out[c] = ((in[c] - a.mean_hi[c]) - a.mean_lo[c]) * a.scale[c] + a.offset[c];
         return;
     }
-    unsigned char cancels[RUN];
+    int32_t cancels[RUN]; /* as wide as a float: a byte array made GCC vectorize by 64 */
     int any = 0;
 #pragma omp simd reduction(| : any)
     for (int64_t c = 0; c < count; c++) {
@@ -551,8 +568,8 @@ static void affine_row(float *out, const float *in, int64_t count, affine_arrays
         any |= cancels[c];
         out[c] = value;
     }
-    for (int64_t c = 0; any && c < count; c++)
-        if (cancels[c]) out[c] = (float)(((double)in[c] - a.mean[c]) * a.scale_exact[c] + (double)a.offset[c]);
+    for (int64_t c = any ? next_marked(cancels, 0, count) : count; c < count; c = next_marked(cancels, c + 1, count))
+        out[c] = (float)(((double)in[c] - a.mean[c]) * a.scale_exact[c] + (double)a.offset[c]);
 }
 
 static void relu_mask_row(float *masked, const float *dy, const float *x, int64_t count, affine_arrays forward,
@@ -576,7 +593,7 @@ static void gradient_row(float *out, const float *x, const float *dy, int64_t co
             out[c] = ((dy[c] - dc.mean_hi[c]) - dc.mean_lo[c]) * dc.scale[c] - ((x[c] - xc.mean_hi[c]) - xc.mean_lo[c]) * g.slope[c];
         return;
     }
-    unsigned char cancels[RUN];
+    int32_t cancels[RUN]; /* as wide as a float: a byte array made GCC vectorize by 64 */
     int any = 0;
 #pragma omp simd reduction(| : any)
     for (int64_t c = 0; c < count; c++) {
@@ -586,9 +603,8 @@ static void gradient_row(float *out, const float *x, const float *dy, int64_t co
         any |= cancels[c];
         out[c] = along - across;
     }
-    for (int64_t c = 0; any && c < count; c++)
-        if (cancels[c])
-            out[c] = (float)(((double)dy[c] - dc.mean[c]) * dc.scale_exact[c] - ((double)x[c] - xc.mean[c]) * g.slope_exact[c]);
+    for (int64_t c = any ? next_marked(cancels, 0, count) : count; c < count; c = next_marked(cancels, c + 1, count))
+        out[c] = (float)(((double)dy[c] - dc.mean[c]) * dc.scale_exact[c] - ((double)x[c] - xc.mean[c]) * g.slope_exact[c]);
 }
 
 static gradient_arrays gradient_from(gradient_arrays g, int64_t c0)
