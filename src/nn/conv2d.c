@@ -79,11 +79,18 @@ static void im2col_walk(float *cols, float *dx, const float *x, sbn_conv2d_dims 
                 const int row_inside = i >= 0 && i < d.height;
                 const int64_t base = plane + i * d.width - d.padding + kj; /* input index of oj = 0 */
                 if (x) {
-                    for (int64_t oj = 0; oj < wo; oj++) col[oj] = 0.0f;
-                    if (!row_inside) continue;
-                    for (int64_t oj = first; oj < last; oj++) col[oj] = x[base + oj * d.stride];
+                    const int64_t lo = row_inside ? first : wo, hi = row_inside ? last : wo; /* else all padding */
+                    for (int64_t oj = 0; oj < lo; oj++) col[oj] = 0.0f;
+                    if (d.stride == 1) /* contiguous: a copy the compiler vectorizes (the gather did not) */
+                        for (int64_t oj = lo; oj < hi; oj++) col[oj] = x[base + oj];
+                    else
+                        for (int64_t oj = lo; oj < hi; oj++) col[oj] = x[base + oj * d.stride];
+                    for (int64_t oj = hi > lo ? hi : lo; oj < wo; oj++) col[oj] = 0.0f;
                 } else if (row_inside) {
-                    for (int64_t oj = first; oj < last; oj++) dx[base + oj * d.stride] += col[oj];
+                    if (d.stride == 1)
+                        for (int64_t oj = first; oj < last; oj++) dx[base + oj] += col[oj];
+                    else
+                        for (int64_t oj = first; oj < last; oj++) dx[base + oj * d.stride] += col[oj];
                 }
             }
         }
