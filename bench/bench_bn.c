@@ -355,6 +355,7 @@ static void bench_shape_threads(dnnl_engine_t engine, dnnl_stream_t stream, benc
                     ours *o = &r.ours[contender - OURS_NCS];
                     sbn_bn_forward(o->bn, o->shape, o->x, o->y, true);
                 }
+                run_contender(&r, contender, pass); /* warm, as bn_torch.py's back-to-back calls are */
                 const double start = now_seconds();
                 run_contender(&r, contender, pass);
                 if (k > 0) times[contender * rounds + k - 1] = now_seconds() - start; /* round 0 warms up */
@@ -474,13 +475,18 @@ static void mixed_run(mixed_context *m, int contender, int pass)
     }
 }
 
-/* Inputs in [-1, 1); dy from another pattern than x (dy == x would make dx
- * cancel everywhere: the 16-bit paths' exact recomputation on every value). */
+/* Inputs in [-1, 1), pseudo-random; dy from another stream than x (dy == x,
+ * or two correlated patterns, make dx cancel almost everywhere, which sends
+ * the 16-bit passes' values to their exact recomputation). */
 static void *activations(sbn_dtype type, int64_t count, int64_t multiplier)
 {
     float *values = aligned_floats(count);
     void *out = aligned_floats(count);
-    for (int64_t i = 0; i < count; i++) values[i] = (float)((i * multiplier + 17) & 1023) * 0.002f - 1.0f;
+    uint64_t state = (uint64_t)multiplier;
+    for (int64_t i = 0; i < count; i++) { /* xorshift: no pattern shared with the other tensor */
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        values[i] = (float)(state >> 40) * 0x1p-23f - 1.0f;
+    }
     sbn_convert_from_float(out, type, values, count);
     free(values);
     return out;
@@ -512,6 +518,7 @@ static void bench_mixed(bench_shape s, sbn_layout layout, int threads, int round
         for (int k = 0; k < rounds + 1; k++)
             for (int contender = 0; contender < MIXED_CONTENDERS; contender++) {
                 if (pass == 1 && contender != MIXED_BOUND16) mixed_run(&m, contender, 0); /* backward needs a forward */
+                mixed_run(&m, contender, pass); /* warm */
                 const double start = now_seconds();
                 mixed_run(&m, contender, pass);
                 if (k > 0) times[contender * rounds + k - 1] = now_seconds() - start;
@@ -608,8 +615,9 @@ int main(int argc, char **argv)
         print_mixed_tables(list, list_size, thread_list, thread_count, rounds);
         return 0;
     }
-    printf("\nsyncbn BN benchmark: best of %d rounds, contenders interleaved; GB/s on minimum bytes. "
-           "oneDNN best = fastest of nChw8c, nChw16c, nhwc, nchw per row (layout named)\n\n", rounds);
+    printf("\nsyncbn BN benchmark: best of %d rounds, contenders interleaved, each call timed right after an "
+           "untimed one on the same data (warm caches, as bn_torch.py times PyTorch's back-to-back calls); GB/s on "
+           "minimum bytes. oneDNN best = fastest of nChw8c, nChw16c, nhwc, nchw per row (layout named)\n\n", rounds);
     printf("| shape | layout | threads | pass | syncbn ms (best) | ms (median) | syncbn GB/s | bound GB/s | "
            "syncbn/bound | oneDNN same GB/s | oneDNN best GB/s | oneDNN best layout | syncbn/best oneDNN | "
            "PyTorch GB/s | syncbn/PyTorch |\n");
