@@ -1,5 +1,8 @@
 /* SyncBN under mpiexec: P ranks with slices of one global batch must match
  * plain BN on the whole batch; ranks that disagree must all get an error.
+ * bfloat16/float16 activations: each rank's outputs within 1 ulp of the
+ * float64 result on the global batch; fuse_relu: bit for bit a separate
+ * ReLU; a rank with another element type than its peers (no hang).
  * Run as: mpiexec -n P test_syncbn_mpi GOLDEN.json   (P = 1, 2, 3, 4, 8) */
 #include <math.h>
 #include <setjmp.h>
@@ -461,9 +464,18 @@ static void test_mismatch_options(void **state)
     options = sbn_bn_defaults();
     options.affine = rank != 1;
     snprintf(text, sizeof text,
-             "the options affine, track_running_stats or cumulative (this rank: affine=%d, track_running_stats=1, "
-             "cumulative=0)",
+             "the options affine, track_running_stats, cumulative or fuse_relu (this rank: affine=%d, "
+             "track_running_stats=1, cumulative=0, fuse_relu=0)",
              rank != 1);
+    expect_options_mismatch(options, text);
+    /* A rank that masks dy by a fused ReLU and one that does not would merge
+     * sums of different things: refused. */
+    options = sbn_bn_defaults();
+    options.fuse_relu = rank == 1;
+    snprintf(text, sizeof text,
+             "the options affine, track_running_stats, cumulative or fuse_relu (this rank: affine=1, "
+             "track_running_stats=1, cumulative=0, fuse_relu=%d)",
+             rank == 1);
     expect_options_mismatch(options, text);
     /* With the cumulative average momentum is unused: ranks may differ. */
     sbn_comm *comm = fresh_comm();
@@ -644,6 +656,509 @@ static void test_failures_inside_a_collective(void **state)
         }
 }
 
+/* ---------- 16-bit activations (shape.dtype) and the fused ReLU ---------- */
+
+static size_t element_bytes(sbn_dtype type) { return type == SBN_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+static void *activations(int64_t count, sbn_dtype type)
+{
+    return calloc((size_t)(count > 0 ? count : 1), element_bytes(type));
+}
+
+static const char *layout_name(sbn_layout layout) { return layout == SBN_NCS ? "NCS" : "NSC"; }
+
+/* The exact value of element i, decoded here rather than by the library. */
+static double widen(sbn_dtype type, const void *base, int64_t i)
+{
+    if (type == SBN_DTYPE_F32) return ((const float *)base)[i];
+    const uint16_t bits = ((const uint16_t *)base)[i];
+    if (type == SBN_DTYPE_BF16) {
+        const uint32_t wide = (uint32_t)bits << 16;
+        float f;
+        memcpy(&f, &wide, sizeof f);
+        return f;
+    }
+    const int exponent = bits >> 10 & 0x1f, mantissa = bits & 0x3ff;
+    double v;
+    if (exponent == 0x1f) v = mantissa ? NAN : INFINITY;
+    else if (exponent == 0) v = ldexp(mantissa, -24);
+    else v = ldexp(0x400 + mantissa, exponent - 25);
+    return bits & 0x8000 ? -v : v;
+}
+
+/* The spacing of the 16-bit type at |v| (subnormals included). */
+static double ulp16(sbn_dtype type, double v)
+{
+    int e = -100000;
+    if (v != 0.0) {
+        (void)frexp(fabs(v), &e);
+        e -= 1;
+    }
+    if (type == SBN_DTYPE_F16) return ldexp(1.0, (e < -14 ? -14 : e) - 10);
+    return ldexp(1.0, (e < -126 ? -126 : e) - 7);
+}
+
+/* Offset of element (i, c, j) of an (n, C, S) tensor in `layout`. */
+static int64_t element_at(sbn_layout layout, int64_t C, int64_t S, int64_t i, int64_t c, int64_t j)
+{
+    return layout == SBN_NCS ? (i * C + c) * S + j : (i * S + j) * C + c;
+}
+
+/* NCS floats -> `type` elements in `layout` (16-bit: rounded by sbn_convert_from_float). */
+static void to_activations(void *out, sbn_dtype type, sbn_layout layout, const float *ncs, int64_t n, int64_t C,
+                           int64_t S)
+{
+    const int64_t count = n * C * S;
+    float *ordered = floats(count);
+    if (layout == SBN_NSC) test_ncs_to_nsc(ordered, ncs, n, C, S);
+    else memcpy(ordered, ncs, (size_t)count * sizeof *ordered);
+    if (type == SBN_DTYPE_F32) memcpy(out, ordered, (size_t)count * sizeof *ordered);
+    else assert_int_equal(sbn_convert_from_float(out, type, ordered, count), SBN_OK);
+    free(ordered);
+}
+
+/* `type` elements in `layout` -> their exact values as NCS floats. */
+static void widened_ncs(float *ncs, const void *in, sbn_dtype type, sbn_layout layout, int64_t n, int64_t C, int64_t S)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t j = 0; j < S; j++) ncs[(i * C + c) * S + j] = (float)widen(type, in, element_at(layout, C, S, i, c, j));
+}
+
+/* For each reference output (NCS) the magnitude of the terms it combines
+ * (the float64 value's own uncertainty scales with it), and per channel
+ * sum|dy*xhat| and sum|dy| over the batch (the scale of grad_weight and
+ * grad_bias). Call after reference_bn_forward/backward on the same data. */
+static void reference_terms(const reference_bn *ref, int64_t n, int64_t S, const float *x, const float *dy,
+                            double *terms_y, double *terms_dx, double *abs_dy_xhat, double *abs_dy)
+{
+    const int64_t C = ref->channels;
+    const double count = (double)(n * S);
+    for (int64_t c = 0; c < C; c++) {
+        const double mean = ref->mean[c], invstd = ref->invstd[c], gain = fabs(ref->weight[c] * invstd);
+        double sum_dy = 0, sum_dy_xhat = 0, adx = 0, ad = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < S; j++) {
+                const int64_t at = (i * C + c) * S + j;
+                const double xhat = (x[at] - mean) * invstd;
+                sum_dy += dy[at], sum_dy_xhat += dy[at] * xhat;
+                ad += fabs(dy[at]), adx += fabs(dy[at] * xhat);
+            }
+        abs_dy_xhat[c] = adx, abs_dy[c] = ad;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < S; j++) {
+                const int64_t at = (i * C + c) * S + j;
+                terms_y[at] = (fabs(x[at]) + fabs(mean)) * gain + fabs(ref->bias[c]);
+                terms_dx[at] = ref->used_batch_stats
+                                   ? gain * (fabs(dy[at]) + (fabs(sum_dy) + ad) / count +
+                                             (fabs(x[at]) + fabs(mean)) * invstd * (fabs(sum_dy_xhat) + adx) / count)
+                                   : gain * fabs(dy[at]);
+            }
+    }
+}
+
+/* This rank's outputs (local_n samples in `layout`, sample first_sample of
+ * the global batch onwards) against the float64 reference of the global
+ * batch (NCS): 16-bit within 1 ulp of the type at the reference value (plus
+ * 1e-12 of the terms, the reference's own uncertainty); float32 within TOL. */
+static int64_t count_output_mismatches(const char *label, sbn_dtype type, sbn_layout layout, const void *got,
+                                       int64_t local_n, int64_t first_sample, int64_t C, int64_t S, const double *want,
+                                       const double *terms)
+{
+    int64_t bad = 0;
+    for (int64_t i = 0; i < local_n; i++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t j = 0; j < S; j++) {
+                const double g = widen(type, got, element_at(layout, C, S, i, c, j));
+                const int64_t at = ((first_sample + i) * C + c) * S + j;
+                const double w = want[at];
+                const double allowed =
+                    type == SBN_DTYPE_F32 ? TOL * (1.0 + fabs(w)) : ulp16(type, w) + 1e-12 * terms[at];
+                const bool ok = isnan(w) ? isnan(g) : isfinite(g) && fabs(g - w) <= allowed;
+                if (!ok && bad++ < 4)
+                    fprintf(stderr,
+                            "rank %d: %s %s %s (sample %lld, channel %lld, s %lld): got %.10g, want %.10g, "
+                            "allowed %.3g\n",
+                            rank, label, sbn_dtype_name(type), layout_name(layout), (long long)(first_sample + i),
+                            (long long)c, (long long)j, g, w, allowed);
+            }
+    return bad;
+}
+
+/* The sum over ranks of the layer's (local) grads against the reference's
+ * full-batch grads, within 1e-5 of the magnitude of the terms summed. */
+static int64_t count_grad_mismatches(sbn_bn *bn, const reference_bn *ref, const double *abs_dy_xhat,
+                                     const double *abs_dy)
+{
+    const int64_t C = ref->channels;
+    double *sums = calloc(2 * (size_t)C, sizeof *sums);
+    for (int64_t c = 0; c < C; c++) sums[c] = sbn_bn_grad_weight(bn)[c], sums[C + c] = sbn_bn_grad_bias(bn)[c];
+    assert_int_equal(sbn_comm_allreduce_sum_double(world, sums, 2 * C), SBN_OK);
+    int64_t bad = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const double allowed_weight = 1e-5 * (abs_dy_xhat[c] + 1e-3), allowed_bias = 1e-5 * (abs_dy[c] + 1e-3);
+        if (fabs(sums[c] - ref->grad_weight[c]) > allowed_weight) {
+            fprintf(stderr, "rank %d: grad_weight[%lld] summed over ranks %.10g, want %.10g (allowed %.3g)\n", rank,
+                    (long long)c, sums[c], ref->grad_weight[c], allowed_weight);
+            bad++;
+        }
+        if (fabs(sums[C + c] - ref->grad_bias[c]) > allowed_bias) {
+            fprintf(stderr, "rank %d: grad_bias[%lld] summed over ranks %.10g, want %.10g (allowed %.3g)\n", rank,
+                    (long long)c, sums[C + c], ref->grad_bias[c], allowed_bias);
+            bad++;
+        }
+    }
+    free(sums);
+    return bad;
+}
+
+/* Running statistics: bitwise the same on every rank (one broadcast and one
+ * sum for both), and within ~1e-6 of the float64 reference's. */
+static int64_t count_running_mismatches(sbn_bn *bn, const reference_bn *ref)
+{
+    const int64_t C = ref->channels;
+    float *both = floats(2 * C);
+    memcpy(both, sbn_bn_running_mean(bn), (size_t)C * sizeof *both);
+    memcpy(both + C, sbn_bn_running_var(bn), (size_t)C * sizeof *both);
+    int64_t bad = !identical_on_all_ranks(both, 2 * C);
+    if (bad) fprintf(stderr, "rank %d: running statistics differ between ranks\n", rank);
+    free(both);
+    bad += test_count_mismatches("running_mean", sbn_bn_running_mean(bn), ref->running_mean, C, 1e-7, 1e-6);
+    bad += test_count_mismatches("running_var", sbn_bn_running_var(bn), ref->running_var, C, 1e-7, 1e-6);
+    if (sbn_bn_num_batches_tracked(bn) != ref->num_batches_tracked) bad++;
+    return bad;
+}
+
+/* Random weight +-U(0.5, 1.5) and bias N(0, 0.5^2), the same on every rank,
+ * in the layers and the reference (NULL when there is none). */
+static void random_parameters(test_rng *rng, int64_t C, sbn_bn *a, sbn_bn *b, reference_bn *ref)
+{
+    for (int64_t c = 0; c < C; c++) {
+        const double sign = test_rng_uniform(rng) < 0.3 ? -1.0 : 1.0;
+        const float weight = (float)(sign * (0.5 + test_rng_uniform(rng))), bias = (float)(0.5 * test_rng_normal(rng));
+        sbn_bn *layers[2] = {a, b};
+        for (int k = 0; k < 2; k++)
+            if (layers[k]) sbn_bn_weight(layers[k])[c] = weight, sbn_bn_bias(layers[k])[c] = bias;
+        if (ref) ref->weight[c] = weight, ref->bias[c] = bias;
+    }
+}
+
+typedef struct typed_case {
+    int64_t n, c, s;
+    sbn_layout layout;
+    sbn_dtype type;
+    int pattern;
+    uint64_t seed;
+} typed_case;
+
+/* Two training steps and an eval step, each forward + backward, of a SyncBN
+ * layer fed 16-bit slices of one global batch, against the float64
+ * reference on the whole (widened) batch. Returns this rank's mismatches. */
+static int64_t run_half_scenario(const typed_case *tc)
+{
+    const int64_t N = tc->n, C = tc->c, S = tc->s, sample = C * S, total = N * sample;
+    int64_t counts[64], offsets[64];
+    split_batch(counts, offsets, N, tc->pattern, tc->seed);
+    const int64_t local_n = counts[rank], local = local_n * sample;
+    const size_t skip = (size_t)(offsets[rank] * sample) * element_bytes(tc->type);
+    const sbn_shape mine = {local_n, C, S, tc->layout, tc->type};
+    const sbn_bn_options options = sbn_bn_defaults();
+    sbn_bn *bn;
+    assert_int_equal(sbn_bn_create(C, &options, world, &bn), SBN_OK);
+    reference_bn ref;
+    reference_bn_init(&ref, C, options);
+    test_rng rng = {tc->seed * 31 + 7};
+    random_parameters(&rng, C, bn, NULL, &ref);
+    float *x_ncs = floats(total), *dy_ncs = floats(total), *xw = floats(total), *dyw = floats(total);
+    void *x = activations(total, tc->type), *dy = activations(total, tc->type);
+    void *y = activations(local, tc->type), *dx = activations(local, tc->type);
+    double *want_y = calloc((size_t)total, sizeof(double)), *want_dx = calloc((size_t)total, sizeof(double));
+    double *terms_y = calloc((size_t)total, sizeof(double)), *terms_dx = calloc((size_t)total, sizeof(double));
+    double *abs_dy_xhat = calloc((size_t)C, sizeof(double)), *abs_dy = calloc((size_t)C, sizeof(double));
+    int64_t bad = 0;
+    for (int step = 0; step < 3; step++) {
+        const bool training = step < 2;
+        test_fill_normal(&rng, x_ncs, total, 1.0 + step, 2.0);
+        test_fill_normal(&rng, dy_ncs, total, 0.1, 1.0);
+        to_activations(x, tc->type, tc->layout, x_ncs, N, C, S);
+        to_activations(dy, tc->type, tc->layout, dy_ncs, N, C, S);
+        widened_ncs(xw, x, tc->type, tc->layout, N, C, S);
+        widened_ncs(dyw, dy, tc->type, tc->layout, N, C, S);
+        /* Eval: the reference takes the layer's float32 running statistics
+         * (checked above against its own, and the same on every rank). */
+        if (!training)
+            for (int64_t c = 0; c < C; c++)
+                ref.running_mean[c] = sbn_bn_running_mean(bn)[c], ref.running_var[c] = sbn_bn_running_var(bn)[c];
+        sbn_bn_zero_grad(bn);
+        memset(ref.grad_weight, 0, (size_t)C * sizeof(double));
+        memset(ref.grad_bias, 0, (size_t)C * sizeof(double));
+        assert_int_equal(sbn_bn_forward(bn, mine, (char *)x + skip, y, training), SBN_OK);
+        assert_int_equal(sbn_bn_backward(bn, mine, (char *)x + skip, (char *)dy + skip, dx), SBN_OK);
+        reference_bn_forward(&ref, N, S, xw, want_y, training);
+        reference_bn_backward(&ref, N, S, xw, dyw, want_dx);
+        reference_terms(&ref, N, S, xw, dyw, terms_y, terms_dx, abs_dy_xhat, abs_dy);
+        bad += count_output_mismatches(training ? "y" : "eval y", tc->type, tc->layout, y, local_n, offsets[rank], C,
+                                       S, want_y, terms_y);
+        bad += count_output_mismatches(training ? "dx" : "eval dx", tc->type, tc->layout, dx, local_n, offsets[rank],
+                                       C, S, want_dx, terms_dx);
+        bad += count_running_mismatches(bn, &ref);
+        bad += count_grad_mismatches(bn, &ref, abs_dy_xhat, abs_dy);
+    }
+    free(x_ncs), free(dy_ncs), free(xw), free(dyw), free(x), free(dy), free(y), free(dx);
+    free(want_y), free(want_dx), free(terms_y), free(terms_dx), free(abs_dy_xhat), free(abs_dy);
+    reference_bn_free(&ref);
+    sbn_bn_destroy(bn);
+    return bad;
+}
+
+static const int64_t typed_shapes[][3] = {{12, 5, 1}, {9, 3, 7}, {7, 4, 13}};
+enum { TYPED_SHAPES = sizeof typed_shapes / sizeof typed_shapes[0] };
+
+/* bfloat16 and float16, both layouts, odd sizes, every split pattern
+ * (ranks with 0 and 1 samples): each rank's y and dx within 1 ulp of the
+ * float64 result on the global batch. */
+static void test_half_precision_sweep(void **state)
+{
+    (void)state;
+    static const sbn_dtype types[] = {SBN_DTYPE_BF16, SBN_DTYPE_F16};
+    int64_t bad = 0, runs = 0;
+    for (int i = 0; i < TYPED_SHAPES; i++)
+        for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
+            for (int t = 0; t < 2; t++)
+                for (int pattern = 0; pattern < 3; pattern++) {
+                    const typed_case tc = {typed_shapes[i][0], typed_shapes[i][1], typed_shapes[i][2],
+                                           (sbn_layout)layout, types[t], pattern,
+                                           3000 + 41 * (uint64_t)i + 7 * (uint64_t)t + (uint64_t)pattern};
+                    const int64_t case_bad = run_half_scenario(&tc);
+                    if (case_bad)
+                        fprintf(stderr, "rank %d: %s %s shape (%lld,%lld,%lld) pattern %d: %lld mismatches\n", rank,
+                                sbn_dtype_name(tc.type), layout_name(tc.layout), (long long)tc.n, (long long)tc.c,
+                                (long long)tc.s, pattern, (long long)case_bad);
+                    bad += case_bad;
+                    runs++;
+                }
+    assert_int_equal(runs, 36);
+    assert_int_equal(bad, 0);
+}
+
+/* A separate ReLU on a BN output, in place: float32 through nn.h's
+ * sbn_relu_forward, 16-bit on the bits (v <= 0 -> 0x0000, NaN kept). */
+static void separate_relu(sbn_dtype type, void *y, int64_t count)
+{
+    if (type == SBN_DTYPE_F32) {
+        sbn_relu_forward(y, y, count);
+        return;
+    }
+    for (int64_t e = 0; e < count; e++)
+        if (widen(type, y, e) <= 0.0) ((uint16_t *)y)[e] = 0;
+}
+
+/* The separate ReLU's backward: dy where the BN output y_bn > 0 (or NaN),
+ * +0 where it is <= 0. Counts the -0 outputs seen. */
+static void separate_relu_mask(sbn_dtype type, void *masked, const void *dy, const void *y_bn, int64_t count,
+                               int64_t *negative_zeros)
+{
+    for (int64_t e = 0; e < count; e++) {
+        const double v = widen(type, y_bn, e);
+        *negative_zeros += v == 0.0 && signbit(v);
+    }
+    if (type == SBN_DTYPE_F32) {
+        sbn_relu_backward(masked, dy, y_bn, count);
+        return;
+    }
+    memcpy(masked, dy, (size_t)count * sizeof(uint16_t));
+    for (int64_t e = 0; e < count; e++)
+        if (widen(type, y_bn, e) <= 0.0) ((uint16_t *)masked)[e] = 0;
+}
+
+/* memcmp, naming the first differing element. */
+static int64_t bits_differ(const char *label, const typed_case *tc, sbn_dtype type, const void *fused,
+                           const void *separate, int64_t count)
+{
+    const size_t size = element_bytes(type);
+    if (memcmp(fused, separate, (size_t)count * size) == 0) return 0;
+    for (int64_t e = 0; e < count; e++)
+        if (memcmp((const char *)fused + (size_t)e * size, (const char *)separate + (size_t)e * size, size) != 0) {
+            fprintf(stderr, "rank %d: fuse_relu %s %s shape (%lld,%lld,%lld) pattern %d: %s[%lld]: fused %.10g, "
+                            "separate ReLU %.10g\n",
+                    rank, sbn_dtype_name(tc->type), layout_name(tc->layout), (long long)tc->n, (long long)tc->c,
+                    (long long)tc->s, tc->pattern, label, (long long)e, widen(type, fused, e),
+                    widen(type, separate, e));
+            break;
+        }
+    return 1;
+}
+
+/* A SyncBN layer with fuse_relu against an identical one without it
+ * followed by a separate ReLU: y, dx, grads and running statistics bit for
+ * bit, over a training step, a training step with dx NULL and an eval step
+ * with NaN inputs. Channel 0 is constant in training with a negative weight
+ * and bias -0, so its BN output is exactly -0 (ReLU must give +0). */
+static int64_t run_relu_scenario(const typed_case *tc, int64_t *negative_zeros)
+{
+    const int64_t N = tc->n, C = tc->c, S = tc->s, sample = C * S, total = N * sample;
+    int64_t counts[64], offsets[64];
+    split_batch(counts, offsets, N, tc->pattern, tc->seed);
+    const int64_t local_n = counts[rank], local = local_n * sample;
+    const size_t skip = (size_t)(offsets[rank] * sample) * element_bytes(tc->type);
+    const sbn_shape mine = {local_n, C, S, tc->layout, tc->type};
+    sbn_bn_options plain_options = sbn_bn_defaults(), fused_options = sbn_bn_defaults();
+    fused_options.fuse_relu = true;
+    sbn_bn *plain, *fused; /* created in the same order on every rank */
+    assert_int_equal(sbn_bn_create(C, &plain_options, world, &plain), SBN_OK);
+    assert_int_equal(sbn_bn_create(C, &fused_options, world, &fused), SBN_OK);
+    test_rng rng = {tc->seed * 13 + 5};
+    random_parameters(&rng, C, plain, fused, NULL);
+    sbn_bn_weight(plain)[0] = sbn_bn_weight(fused)[0] = -fabsf(sbn_bn_weight(plain)[0]);
+    sbn_bn_bias(plain)[0] = sbn_bn_bias(fused)[0] = -0.0f;
+    float *x_ncs = floats(total), *dy_ncs = floats(total);
+    void *x = activations(total, tc->type), *dy = activations(total, tc->type);
+    void *y_plain = activations(local, tc->type), *y_fused = activations(local, tc->type);
+    void *masked = activations(local, tc->type), *dx_plain = activations(local, tc->type);
+    void *dx_fused = activations(local, tc->type);
+    int64_t bad = 0;
+    for (int step = 0; step < 3; step++) {
+        const bool training = step < 2, with_dx = step != 1;
+        test_fill_normal(&rng, x_ncs, total, 0.5 + step, 2.0);
+        test_fill_normal(&rng, dy_ncs, total, 0.1, 1.0);
+        for (int64_t i = 0; i < N; i++) {
+            if (training)
+                for (int64_t j = 0; j < S; j++) x_ncs[(i * C + 0) * S + j] = 1.25f;
+            else if (i % 3 == 0)
+                x_ncs[(i * C + C - 1) * S] = NAN; /* eval is elementwise: only these outputs are NaN */
+        }
+        to_activations(x, tc->type, tc->layout, x_ncs, N, C, S);
+        to_activations(dy, tc->type, tc->layout, dy_ncs, N, C, S);
+        const void *my_x = (const char *)x + skip, *my_dy = (const char *)dy + skip;
+        sbn_bn_zero_grad(plain), sbn_bn_zero_grad(fused);
+        assert_int_equal(sbn_bn_forward(plain, mine, my_x, y_plain, training), SBN_OK);
+        assert_int_equal(sbn_bn_forward(fused, mine, my_x, y_fused, training), SBN_OK);
+        separate_relu_mask(tc->type, masked, my_dy, y_plain, local, negative_zeros);
+        separate_relu(tc->type, y_plain, local);
+        bad += bits_differ(training ? "y" : "eval y", tc, tc->type, y_fused, y_plain, local);
+        bad += bits_differ("running_mean", tc, SBN_DTYPE_F32, sbn_bn_running_mean(fused), sbn_bn_running_mean(plain), C);
+        bad += bits_differ("running_var", tc, SBN_DTYPE_F32, sbn_bn_running_var(fused), sbn_bn_running_var(plain), C);
+        assert_int_equal(sbn_bn_backward(plain, mine, my_x, masked, with_dx ? dx_plain : NULL), SBN_OK);
+        assert_int_equal(sbn_bn_backward(fused, mine, my_x, my_dy, with_dx ? dx_fused : NULL), SBN_OK);
+        if (with_dx) bad += bits_differ(training ? "dx" : "eval dx", tc, tc->type, dx_fused, dx_plain, local);
+        bad += bits_differ("grad_weight", tc, SBN_DTYPE_F32, sbn_bn_grad_weight(fused), sbn_bn_grad_weight(plain), C);
+        bad += bits_differ("grad_bias", tc, SBN_DTYPE_F32, sbn_bn_grad_bias(fused), sbn_bn_grad_bias(plain), C);
+    }
+    free(x_ncs), free(dy_ncs), free(x), free(dy), free(y_plain), free(y_fused), free(masked), free(dx_plain),
+        free(dx_fused);
+    sbn_bn_destroy(plain);
+    sbn_bn_destroy(fused);
+    return bad;
+}
+
+static void test_fused_relu_bit_identical(void **state)
+{
+    (void)state;
+    static const sbn_dtype types[] = {SBN_DTYPE_F32, SBN_DTYPE_BF16, SBN_DTYPE_F16};
+    int64_t bad = 0, runs = 0, negative_zeros = 0;
+    for (int i = 0; i < TYPED_SHAPES; i++)
+        for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
+            for (int t = 0; t < 3; t++) {
+                const typed_case tc = {typed_shapes[i][0], typed_shapes[i][1], typed_shapes[i][2], (sbn_layout)layout,
+                                       types[t], (i + layout + t) % 3, 4000 + 23 * (uint64_t)i + 3 * (uint64_t)t};
+                bad += run_relu_scenario(&tc, &negative_zeros);
+                runs++;
+            }
+    assert_int_equal(runs, 18);
+    /* The -0 BN outputs (constant channel) occurred somewhere. */
+    assert_int_equal(sbn_comm_allreduce_sum_int64(world, &negative_zeros, 1), SBN_OK);
+    assert_true(negative_zeros > 0);
+    assert_int_equal(bad, 0);
+}
+
+/* Rank 0 passes bfloat16, the others float32, to the same SyncBN calls.
+ * The message carries float64 statistics and no element type, so the calls
+ * succeed: the layer normalizes the global batch made of rank 0's widened
+ * bfloat16 values and the others' float32 values, each rank writing its own
+ * type. If a later release refuses the mix, every rank must get the same
+ * error and keep its state. Either way no rank hangs (10 s timeout). */
+static void test_dtype_disagreement(void **state)
+{
+    (void)state;
+    if (ranks < 2) skip();
+    sbn_comm *comm = fresh_comm();
+    assert_int_equal(sbn_comm_set_timeout(comm, 10.0), SBN_OK);
+    const int64_t N = 2 * ranks + 1, C = 3, S = 5, sample = C * S, total = N * sample;
+    int64_t counts[64], offsets[64];
+    for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
+        split_batch(counts, offsets, N, 0, 0);
+        const sbn_dtype type = rank == 0 ? SBN_DTYPE_BF16 : SBN_DTYPE_F32;
+        const int64_t local_n = counts[rank], local = local_n * sample;
+        const sbn_shape mine = {local_n, C, S, (sbn_layout)layout, type};
+        const sbn_bn_options options = sbn_bn_defaults();
+        sbn_bn *bn;
+        assert_int_equal(sbn_bn_create(C, &options, comm, &bn), SBN_OK);
+        reference_bn ref;
+        reference_bn_init(&ref, C, options);
+        test_rng rng = {77 + (uint64_t)layout};
+        random_parameters(&rng, C, bn, NULL, &ref);
+        float *x_ncs = floats(total), *dy_ncs = floats(total), *xw = floats(total), *dyw = floats(total);
+        test_fill_normal(&rng, x_ncs, total, 1.0, 2.0);
+        test_fill_normal(&rng, dy_ncs, total, 0.1, 1.0);
+        /* This rank's slice in its own type, and the global batch of what
+         * every rank holds, widened (rank 0's part rounded to bfloat16). */
+        void *x = activations(local, type), *dy = activations(local, type), *y = activations(local, type);
+        void *dx = activations(local, type);
+        to_activations(x, type, (sbn_layout)layout, x_ncs + offsets[rank] * sample, local_n, C, S);
+        to_activations(dy, type, (sbn_layout)layout, dy_ncs + offsets[rank] * sample, local_n, C, S);
+        memcpy(xw, x_ncs, (size_t)total * sizeof *xw);
+        memcpy(dyw, dy_ncs, (size_t)total * sizeof *dyw);
+        const int64_t first = counts[0] * sample;
+        uint16_t *rounded = activations(first, SBN_DTYPE_BF16);
+        assert_int_equal(sbn_convert_from_float(rounded, SBN_DTYPE_BF16, x_ncs, first), SBN_OK);
+        for (int64_t e = 0; e < first; e++) xw[e] = (float)widen(SBN_DTYPE_BF16, rounded, e);
+        assert_int_equal(sbn_convert_from_float(rounded, SBN_DTYPE_BF16, dy_ncs, first), SBN_OK);
+        for (int64_t e = 0; e < first; e++) dyw[e] = (float)widen(SBN_DTYPE_BF16, rounded, e);
+        free(rounded);
+
+        int statuses[2], lowest[2], highest[2];
+        statuses[0] = (int)sbn_bn_forward(bn, mine, x, y, true);
+        char forward_message[512];
+        snprintf(forward_message, sizeof forward_message, "%s", sbn_errmsg());
+        statuses[1] = statuses[0] == SBN_OK ? (int)sbn_bn_backward(bn, mine, x, dy, dx) : (int)SBN_OK;
+        assert_int_equal(MPI_Allreduce(statuses, lowest, 2, MPI_INT, MPI_MIN, MPI_COMM_WORLD), MPI_SUCCESS);
+        assert_int_equal(MPI_Allreduce(statuses, highest, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
+        if (lowest[0] != highest[0] || lowest[1] != highest[1])
+            fprintf(stderr, "rank %d: forward %s, backward %s (\"%s\"): ranks disagree\n", rank,
+                    sbn_status_str((sbn_status)statuses[0]), sbn_status_str((sbn_status)statuses[1]), sbn_errmsg());
+        assert_int_equal(lowest[0], highest[0]);
+        assert_int_equal(lowest[1], highest[1]);
+        if (statuses[0] != SBN_OK) {
+            /* Refused: the same error everywhere, naming the types, nothing changed. */
+            assert_int_equal(statuses[0], SBN_ERR_MISMATCH);
+            if (!strstr(forward_message, "BF16") && !strstr(forward_message, "F32") && !strstr(forward_message, "type"))
+                fprintf(stderr, "rank %d: mixed dtypes refused without naming them: %s\n", rank, forward_message);
+            assert_int_equal(sbn_bn_num_batches_tracked(bn), 0);
+        } else {
+            assert_int_equal(statuses[1], SBN_OK);
+            double *want_y = calloc((size_t)total, sizeof(double)), *want_dx = calloc((size_t)total, sizeof(double));
+            double *terms_y = calloc((size_t)total, sizeof(double)), *terms_dx = calloc((size_t)total, sizeof(double));
+            double abs_dy_xhat[3], abs_dy[3];
+            reference_bn_forward(&ref, N, S, xw, want_y, true);
+            reference_bn_backward(&ref, N, S, xw, dyw, want_dx);
+            reference_terms(&ref, N, S, xw, dyw, terms_y, terms_dx, abs_dy_xhat, abs_dy);
+            int64_t bad = count_output_mismatches("mixed-dtype y", type, (sbn_layout)layout, y, local_n, offsets[rank],
+                                                  C, S, want_y, terms_y);
+            bad += count_output_mismatches("mixed-dtype dx", type, (sbn_layout)layout, dx, local_n, offsets[rank], C, S,
+                                           want_dx, terms_dx);
+            bad += count_running_mismatches(bn, &ref);
+            bad += count_grad_mismatches(bn, &ref, abs_dy_xhat, abs_dy);
+            free(want_y), free(want_dx), free(terms_y), free(terms_dx);
+            assert_int_equal(bad, 0);
+        }
+        free(x_ncs), free(dy_ncs), free(xw), free(dyw), free(x), free(dy), free(y), free(dx);
+        reference_bn_free(&ref);
+        sbn_bn_destroy(bn);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    sbn_comm_destroy(comm);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -667,6 +1182,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_payload_over_int_max),
         cmocka_unit_test(test_broadcast_mismatch_tells_every_rank),
         cmocka_unit_test(test_failures_inside_a_collective),
+        cmocka_unit_test(test_half_precision_sweep),    cmocka_unit_test(test_fused_relu_bit_identical),
+        cmocka_unit_test(test_dtype_disagreement),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     sbn_comm_destroy(world);

@@ -43,7 +43,10 @@ static void identity_words(uint32_t words[CHECK_WORDS], sync_identity identity)
     words[WORD_PASS] = (uint32_t)identity.pass;
     split_words(&words[WORD_LAYER_LOW], &words[WORD_LAYER_HIGH], (uint64_t)identity.layer_id);
     split_words(&words[WORD_MODE_LOW], &words[WORD_MODE_HIGH], (uint64_t)identity.local_backwards);
-    words[WORD_FLAGS] = (uint32_t)o.affine | (uint32_t)o.track_running_stats << 1 | (uint32_t)o.cumulative << 2;
+    /* fuse_relu too: a rank that masks dy by the ReLU and one that does not
+     * would add sums of different things into one backward. */
+    words[WORD_FLAGS] = (uint32_t)o.affine | (uint32_t)o.track_running_stats << 1 | (uint32_t)o.cumulative << 2 |
+                        (uint32_t)o.fuse_relu << 3;
     /* momentum is not used by the cumulative average: any value agrees. */
     split_words(&words[WORD_MOMENTUM_LOW], &words[WORD_MOMENTUM_HIGH], o.cumulative ? 0 : bits_of(o.momentum));
     split_words(&words[WORD_EPS_LOW], &words[WORD_EPS_HIGH], bits_of(o.eps));
@@ -93,9 +96,9 @@ sbn_status sync_message_check_header(const double *message, int ranks, sync_iden
                  (long long)identity.local_backwards);
     else if (words_disagree(message, WORD_FLAGS, WORD_FLAGS))
         snprintf(what, sizeof what,
-                 "the options affine, track_running_stats or cumulative (this rank: affine=%d, "
-                 "track_running_stats=%d, cumulative=%d)",
-                 (int)o.affine, (int)o.track_running_stats, (int)o.cumulative);
+                 "the options affine, track_running_stats, cumulative or fuse_relu (this rank: affine=%d, "
+                 "track_running_stats=%d, cumulative=%d, fuse_relu=%d)",
+                 (int)o.affine, (int)o.track_running_stats, (int)o.cumulative, (int)o.fuse_relu);
     else if (words_disagree(message, WORD_MOMENTUM_LOW, WORD_MOMENTUM_HIGH))
         snprintf(what, sizeof what, "the option momentum (this rank: %.17g)", o.momentum);
     else if (words_disagree(message, WORD_EPS_LOW, WORD_EPS_HIGH))
