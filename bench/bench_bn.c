@@ -562,9 +562,72 @@ static void print_mixed_tables(const bench_shape *list, size_t list_size, const 
             }
 }
 
+/* ---------- ablation: where a training forward's time goes ---------- */
+/* Per shape, layout and thread count, interleaved: the statistics pass alone
+ * (sbn_kernel_channel_stats), the normalize pass alone, the fused training
+ * forward, a copy (read x, write y) and a read-only sum of x in float (the
+ * least a statistics pass must do). Shows which rows the double-precision
+ * statistics bound. */
+enum { ABL_STATS, ABL_NORMALIZE, ABL_FORWARD, ABL_COPY, ABL_READ, ABLATIONS };
+
+static float read_pass(const float *restrict x, int64_t count)
+{
+    float total = 0.0f;
+#pragma omp parallel for simd reduction(+ : total) schedule(static)
+    for (int64_t i = 0; i < count; i++) total += x[i];
+    return total;
+}
+
+static void bench_ablation(bench_shape s, sbn_layout layout, int threads, int rounds)
+{
+    omp_set_num_threads(threads);
+    const int64_t count = s.n * s.c * s.h * s.w;
+    const sbn_shape shape = {s.n, s.c, s.h * s.w, layout, SBN_DTYPE_F32};
+    float *x = activations(SBN_DTYPE_F32, count, 7919), *y = aligned_floats(count);
+    double *mean = calloc((size_t)s.c, sizeof *mean), *m2 = calloc((size_t)s.c, sizeof *m2);
+    double *invstd = calloc((size_t)s.c, sizeof *invstd);
+    sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, NULL, NULL, 1e-5);
+    double best[ABLATIONS];
+    volatile float sink = 0.0f;
+    for (int k = 0; k < ABLATIONS; k++) best[k] = INFINITY;
+    for (int round = 0; round < rounds; round++)
+        for (int k = 0; k < ABLATIONS; k++)
+            for (int warm = 0; warm < 2; warm++) {
+                const double start = now_seconds();
+                if (k == ABL_STATS) sbn_kernel_channel_stats(mean, m2, shape, x);
+                else if (k == ABL_NORMALIZE) sbn_kernel_normalize(y, shape, x, mean, invstd, NULL, NULL);
+                else if (k == ABL_FORWARD) sbn_kernel_forward_train(y, mean, m2, invstd, shape, x, NULL, NULL, 1e-5);
+                else if (k == ABL_COPY) copy_pass(y, x, count);
+                else sink += read_pass(x, count);
+                const double seconds = now_seconds() - start;
+                if (warm && seconds < best[k]) best[k] = seconds;
+            }
+    (void)sink;
+    printf("| (%lld,%lld,%lld,%lld) | %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f |\n", (long long)s.n,
+           (long long)s.c, (long long)s.h, (long long)s.w, layout == SBN_NCS ? "NCHW" : "NHWC", threads,
+           best[ABL_STATS] * 1e3, best[ABL_NORMALIZE] * 1e3, best[ABL_FORWARD] * 1e3, best[ABL_COPY] * 1e3,
+           best[ABL_READ] * 1e3, best[ABL_STATS] / best[ABL_READ], best[ABL_FORWARD] / best[ABL_COPY]);
+    free(x), free(y), free(mean), free(m2), free(invstd);
+}
+
+static void print_ablation_table(const bench_shape *list, size_t list_size, const int *thread_list, int thread_count,
+                                 int rounds)
+{
+    printf("\nAblation, float32 training forward (best of %d, warm): the statistics pass alone, the normalize pass "
+           "alone, both fused, a copy of x and a float sum of x (the least a statistics pass reads)\n\n", rounds);
+    printf("| shape | layout | threads | stats ms | normalize ms | fwd-train ms | copy ms | read ms | stats/read | "
+           "fwd-train/copy |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < list_size; i++)
+        for (int layout = SBN_NCS; layout <= SBN_NSC; layout++)
+            for (int t = 0; t < thread_count; t++) {
+                bench_ablation(list[i], (sbn_layout)layout, thread_list[t], rounds);
+                fflush(stdout);
+            }
+}
+
 int main(int argc, char **argv)
 {
-    int rounds = 15, quick = 0, mixed = 1, peers = 1;
+    int rounds = 15, quick = 0, mixed = 1, peers = 1, ablation = 0;
     int thread_list[4] = {1, 2}, thread_count = 2;
     const char *shape_filter = NULL;
     static const struct option long_options[] = {
@@ -572,9 +635,11 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'}, {"torch", required_argument, NULL, 'T'},
         {"shape", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
         {"only-mixed", no_argument, NULL, 'm'},   {"no-mixed", no_argument, NULL, 'M'},
+        {"ablation", no_argument, NULL, 'a'},
         {NULL, 0, NULL, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:s:hmM", long_options, NULL)) != -1;) {
+    for (int opt; (opt = getopt_long(argc, argv, "qr:t:T:s:hmMa", long_options, NULL)) != -1;) {
         if (opt == 'q') quick = 1, rounds = 3;
+        else if (opt == 'a') ablation = 1, peers = 0, mixed = 0;
         else if (opt == 'm') peers = 0, mixed = 1;
         else if (opt == 'M') mixed = 0;
         else if (opt == 'T') load_torch_times(optarg);
@@ -587,7 +652,7 @@ int main(int argc, char **argv)
             if (thread_count == 0) thread_list[thread_count++] = 1;
         } else {
             fprintf(stderr, "usage: %s [--quick] [--rounds R] [--threads 1,2] [--shape N,C,H,W] [--torch FILE] "
-                            "[--only-mixed | --no-mixed]\n",
+                            "[--only-mixed | --no-mixed | --ablation]\n",
                     argv[0]);
             return opt == 'h' ? 0 : 2;
         }
@@ -612,7 +677,8 @@ int main(int argc, char **argv)
     dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
     print_machine();
     if (!peers) {
-        print_mixed_tables(list, list_size, thread_list, thread_count, rounds);
+        if (mixed) print_mixed_tables(list, list_size, thread_list, thread_count, rounds);
+        if (ablation) print_ablation_table(list, list_size, thread_list, thread_count, rounds);
         return 0;
     }
     printf("\nsyncbn BN benchmark: best of %d rounds, contenders interleaved, each call timed right after an "

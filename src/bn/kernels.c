@@ -44,6 +44,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <omp.h>
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
@@ -613,15 +614,23 @@ static void my_rows(int64_t rows, int64_t *first, int64_t *last)
     *last = rows * (thread + 1) / threads;
 }
 
+/* Doubles from one thread's pair of partial sums to the next: 2 * length
+ * rounded up to whole cache lines, so that no line is written by two
+ * threads (a shared line at each boundary made 2 threads slower than 1). */
+static size_t partial_stride(const row_coefficients *k) { return ((size_t)k->length * 2 + 7) / 8 * 8; }
+
 /* Two partial sums per coefficient entry (k->length) for each of at most
- * `*threads` threads, zeroed: thread t's pair starts at t * 2 * length. */
+ * `*threads` threads, zeroed and cache-line aligned: thread t's pair starts
+ * at t * partial_stride(k). */
 static sbn_status row_partials_alloc(double **partial, int64_t rows, const row_coefficients *k, int *threads)
 {
     const int available = omp_get_max_threads();
     *threads = (int)(rows < 1 ? 1 : rows < available ? rows : available);
-    *partial = calloc((size_t)*threads * 2 * (size_t)k->length, sizeof **partial);
+    const size_t bytes = (size_t)*threads * partial_stride(k) * sizeof **partial;
+    *partial = aligned_alloc(64, bytes);
     if (!*partial)
         return sbn_fail(SBN_ERR_NOMEM, "no memory for %d x %lld channel partial sums", *threads, (long long)k->length);
+    memset(*partial, 0, bytes);
     return SBN_OK;
 }
 
@@ -630,13 +639,13 @@ static sbn_status row_partials_alloc(double **partial, int64_t rows, const row_c
  * then frees them. */
 static void row_partials_sum(double *first, double *second, double *partial, int threads, const row_coefficients *k)
 {
-    const size_t length = (size_t)k->length;
+    const size_t length = (size_t)k->length, stride = partial_stride(k);
     for (int64_t c = 0; c < k->channels; c++) {
         double a = 0.0, b = 0.0;
         for (int t = 0; t < threads; t++)
             for (int64_t p = c; p < k->length; p += k->channels) {
-                a += partial[(size_t)t * 2 * length + (size_t)p];
-                b += partial[(size_t)t * 2 * length + length + (size_t)p];
+                a += partial[(size_t)t * stride + (size_t)p];
+                b += partial[(size_t)t * stride + length + (size_t)p];
             }
         first[c] = a;
         second[c] = b;
@@ -678,7 +687,7 @@ static sbn_status nsc_stats(double *mean, double *m2, sbn_shape shape, const voi
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *s1 = partial + (size_t)t * 2 * (size_t)k.length, *s2 = s1 + k.length;
+        double *s1 = partial + (size_t)t * partial_stride(&k), *s2 = s1 + k.length;
         float buf[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
@@ -775,7 +784,7 @@ static sbn_status nsc_backward_reduce(double *sum_dy, double *sum_dy_xmu, const 
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *a = partial + (size_t)t * 2 * (size_t)k.length, *b = a + k.length;
+        double *a = partial + (size_t)t * partial_stride(&k), *b = a + k.length;
         float x_buf[RUN], dy_buf[RUN], masked[RUN];
         int64_t first, last;
         my_rows(rows, &first, &last);
@@ -869,20 +878,10 @@ static sbn_status forward_train_pass(void *y, double *mean, double *m2, double *
 {
     const sbn_shape shape = call->shape;
     const int64_t count = shape.n * shape.s;
-    if (is_rows_of_channels(shape)) {
-        sbn_status st = nsc_stats(mean, m2, shape, x);
-        if (st != SBN_OK) return st;
-        for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
-        return nsc_normalize(y, call, x);
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < shape.c; c++) {
-        ncs_channel_stats(&mean[c], &m2[c], shape, x, c);
-        invstd[c] = invstd_of(m2[c], count, eps);
-        const channel_affine a = normalize_affine(mean, invstd, call->weight, call->bias, c);
-        for (int64_t i = 0; i < shape.n; i++) forward_values(y, x, shape, ncs_block(shape, i, c), shape.s, a, call->relu);
-    }
-    return SBN_OK;
+    sbn_status st = stats_pass(mean, m2, shape, x);
+    if (st != SBN_OK) return st;
+    for (int64_t c = 0; c < shape.c; c++) invstd[c] = invstd_of(m2[c], count, eps);
+    return normalize_pass(y, call, x);
 }
 
 static sbn_status backward_reduce_pass(double *sum_dy, double *sum_dy_xmu, const bn_call *call, const void *x,
