@@ -228,6 +228,48 @@ static void test_empty_tensors_return_at_once(void **state)
                      SBN_ERR_SHAPE);
 }
 
+/* The same values at other addresses give the same bits: a resumed run
+ * (checkpoints) must repeat every sum, and its buffers lie elsewhere. Both
+ * layouts, short and long planes, 1 thread and the default. */
+static void test_results_do_not_depend_on_addresses(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {{256, 6, 64}, {16, 5, 49}, {7, 3, 300}, {4, 3, 1000}, {9, 11, 17}};
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+            for (int layout = SBN_NCS; layout <= SBN_NSC; layout++) {
+                omp_set_num_threads(threads);
+                const int64_t n = shapes[q][0], c = shapes[q][1], s = shapes[q][2], count = n * c * s;
+                const sbn_shape shape = {n, c, s, (sbn_layout)layout, SBN_DTYPE_F32};
+                float *x_base = malloc((size_t)(count + 16) * sizeof(float));
+                float *dy_base = malloc((size_t)(count + 16) * sizeof(float));
+                float *y = malloc((size_t)count * sizeof(float)), *y_first = malloc((size_t)count * sizeof(float));
+                test_rng rng = {42 + (uint64_t)q};
+                test_fill_normal(&rng, x_base, count, 0.5, 2.0);
+                test_fill_normal(&rng, dy_base, count, 0.0, 1.0);
+                double first[4][16], got[4][16], invstd[16];
+                for (int offset = 0; offset < 16; offset++) {
+                    float *x = x_base + offset, *dy = dy_base + (15 - offset);
+                    if (offset > 0) { /* the same values, moved by one float */
+                        memmove(x, x - 1, (size_t)count * sizeof(float));
+                        memmove(dy, dy + 1, (size_t)count * sizeof(float));
+                    }
+                    assert_int_equal(sbn_kernel_forward_train(y, got[0], got[1], invstd, shape, x, NULL, NULL, 1e-5),
+                                     SBN_OK);
+                    assert_int_equal(sbn_kernel_backward_reduce(got[2], got[3], shape, x, dy, got[0]), SBN_OK);
+                    if (offset == 0) {
+                        memcpy(first, got, sizeof first);
+                        memcpy(y_first, y, (size_t)count * sizeof(float));
+                    } else {
+                        assert_memory_equal(first, got, sizeof first);
+                        assert_memory_equal(y_first, y, (size_t)count * sizeof(float));
+                    }
+                }
+                free(x_base), free(dy_base), free(y), free(y_first);
+            }
+    omp_set_num_threads(omp_get_num_procs());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_huge_values),             cmocka_unit_test(test_constant_channel_gives_bias),
         cmocka_unit_test(test_nan_stays_in_its_channel), cmocka_unit_test(test_threads_and_layouts_agree),
         cmocka_unit_test(test_kernels_directly),        cmocka_unit_test(test_empty_tensors_return_at_once),
+        cmocka_unit_test(test_results_do_not_depend_on_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
