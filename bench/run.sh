@@ -37,6 +37,7 @@ else
   echo "PyTorch is not installed: no PyTorch column"
 fi
 "$build/bench/bench_bn" ${torch_times:+--torch "$torch_times"}
+"$build/bench/bench_bn" --ablation
 
 echo
 echo "## SyncBN vs plain BN, one layer, training forward+backward (bench_syncbn)"
