@@ -53,9 +53,11 @@
  * makes exactly one collective of O(C) bytes. Ranks may hold different batch
  * sizes, including 0; the global count must be >= 2. Running statistics come
  * out bitwise identical on every rank. Creation and eval forward are local.
- * Ranks that disagree (channels, forward vs backward, layer order, options)
- * all get SBN_ERR_MISMATCH; peers that never arrive give SBN_ERR_COMM after
- * the communicator's timeout.
+ * Ranks that disagree (channels, forward vs backward, layer order, options,
+ * fuse_relu included) all get SBN_ERR_MISMATCH; peers that never arrive give
+ * SBN_ERR_COMM after the communicator's timeout. Ranks may hold activations
+ * of different element types: the collective carries float64 statistics, so
+ * the global batch is every rank's values, widened.
  *
  * Errors leave the layer exactly as it was (running statistics,
  * num_batches_tracked, gradients, the saved forward): SBN_ERR_ARG (NULL,
