@@ -867,16 +867,16 @@ static void zero_channels(double *first, double *second, int64_t channels)
 /* A channel's n blocks of s values are strided; when s is short, going
  * channel by channel reads a few cache lines here and there and spends most
  * of its time in the lanes' tails. Planes in memory order instead, each
- * summed into its channel's PLANE_LANES lanes of the thread's partials
- * (measured 2-3x faster for s = 49 and 64). Lane k of a plane takes its
- * values k, k + PLANE_LANES, ...: the order of every addition is fixed by the
- * indices, not by where the data lies in memory, so the bits do not depend
- * on the buffers' addresses (a resumed run must repeat them). */
-enum { SHORT_PLANE = 512, PLANE_LANES = 1 };
+ * summed as one vector reduction into the thread's partials for its channel
+ * (measured 2-3x faster for s = 49 and 64). The reduction's order follows the
+ * indices, not the data's alignment (GCC does not peel here), so the bits do
+ * not depend on where the buffers lie: bn_kernels checks it, since a resumed
+ * run must repeat every sum. */
+enum { SHORT_PLANE = 512 };
 
 static bool short_planes(sbn_shape shape) { return shape.s < SHORT_PLANE; }
 
-/* Sums into s1[0], s2[0] (a, b) as one vector reduction. */
+/* *s1 += sum(v - shift), *s2 += sum((v - shift)^2), as one vector reduction. */
 static void add_plane_moments(double *s1, double *s2, const float *v, int64_t count, double shift)
 {
     double a = 0.0, b = 0.0;
@@ -901,19 +901,17 @@ static void add_plane_gradient_sums(double *sum_a, double *sum_b, const float *x
     *sum_a += a, *sum_b += b;
 }
 
-/* first[c], second[c] = the lanes of channel c of each thread, added in
- * thread then lane order. A thread's block holds C x PLANE_LANES first sums,
- * then as many second sums. */
+/* first[c], second[c] = the partials of channel c, added in thread order. A
+ * thread's block holds C first sums, then C second sums. */
 static void plane_partials_sum(double *first, double *second, const double *partial, int threads, int64_t channels)
 {
-    const size_t stride = pair_stride(channels * PLANE_LANES), half = (size_t)(channels * PLANE_LANES);
+    const size_t stride = pair_stride(channels);
     for (int64_t c = 0; c < channels; c++) {
         double a = 0.0, b = 0.0;
-        for (int t = 0; t < threads; t++)
-            for (int k = 0; k < PLANE_LANES; k++) {
-                a += partial[(size_t)t * stride + (size_t)(c * PLANE_LANES + k)];
-                b += partial[(size_t)t * stride + half + (size_t)(c * PLANE_LANES + k)];
-            }
+        for (int t = 0; t < threads; t++) {
+            a += partial[(size_t)t * stride + (size_t)c];
+            b += partial[(size_t)t * stride + (size_t)channels + (size_t)c];
+        }
         first[c] = a, second[c] = b;
     }
 }
@@ -922,7 +920,7 @@ static sbn_status ncs_plane_stats(double *mean, double *m2, sbn_shape shape, con
 {
     const int threads = omp_get_max_threads();
     double *partial, *shift = malloc((size_t)shape.c * sizeof *shift);
-    sbn_status st = shift ? partials_alloc(&partial, threads, pair_stride(shape.c * PLANE_LANES))
+    sbn_status st = shift ? partials_alloc(&partial, threads, pair_stride(shape.c))
                           : sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel shifts", (long long)shape.c);
     if (st != SBN_OK) {
         free(shift);
@@ -938,13 +936,13 @@ static sbn_status ncs_plane_stats(double *mean, double *m2, sbn_shape shape, con
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *s1 = partial + (size_t)t * pair_stride(shape.c * PLANE_LANES), *s2 = s1 + shape.c * PLANE_LANES;
+        double *s1 = partial + (size_t)t * pair_stride(shape.c), *s2 = s1 + shape.c;
         float buf[RUN];
         int64_t first, last, c = my_planes(shape, &first, &last);
         for (int64_t plane = first; plane < last; plane++, c = c + 1 == shape.c ? 0 : c + 1)
             for (int64_t j = 0; j < shape.s;) {
                 const int64_t run = run_length(shape.dtype, true, shape.s - j); /* RUN, a multiple of the lanes */
-                add_plane_moments(s1 + c * PLANE_LANES, s2 + c * PLANE_LANES,
+                add_plane_moments(s1 + c, s2 + c,
                                   read_run(buf, x, shape.dtype, plane * shape.s + j, run), run, shift[c]);
                 j += run;
             }
@@ -968,21 +966,21 @@ static sbn_status ncs_plane_backward_reduce(double *sum_dy, double *sum_dy_xmu, 
     const sbn_shape shape = call->shape;
     const int threads = omp_get_max_threads();
     double *partial;
-    sbn_status st = partials_alloc(&partial, threads, pair_stride(shape.c * PLANE_LANES));
+    sbn_status st = partials_alloc(&partial, threads, pair_stride(shape.c));
     if (st != SBN_OK) return st;
     int granted = 1;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         if (t == 0) granted = omp_get_num_threads();
-        double *a = partial + (size_t)t * pair_stride(shape.c * PLANE_LANES), *b = a + shape.c * PLANE_LANES;
+        double *a = partial + (size_t)t * pair_stride(shape.c), *b = a + shape.c;
         float x_buf[RUN], dy_buf[RUN], masked[RUN];
         int64_t first, last, c = my_planes(shape, &first, &last);
         for (int64_t plane = first; plane < last; plane++, c = c + 1 == shape.c ? 0 : c + 1)
             for (int64_t j = 0; j < shape.s;) {
                 const int64_t run = run_length(shape.dtype, true, shape.s - j), at = plane * shape.s + j;
                 const float *xv = read_run(x_buf, x, shape.dtype, at, run);
-                add_plane_gradient_sums(a + c * PLANE_LANES, b + c * PLANE_LANES, xv,
+                add_plane_gradient_sums(a + c, b + c, xv,
                                         read_dy_run(dy_buf, masked, xv, call, dy, c, at, run), run, call->mean[c]);
                 j += run;
             }
