@@ -44,7 +44,8 @@ typedef struct case_shape { int64_t n, c, s; } case_shape;
 
 /* Odd sizes; (N,C) inputs (s == 1); s > 256 and C > 256 (a 16-bit run is
  * 256 values, so both layouts split rows/planes into several runs); count 2. */
-static const case_shape shapes[] = {{2, 3, 5}, {4, 7, 33}, {3, 5, 1}, {16, 3, 300}, {1, 300, 2}};
+/* s = 700: channels-first planes long enough for the channel-at-a-time backward. */
+static const case_shape shapes[] = {{2, 3, 5}, {4, 7, 33}, {3, 5, 1}, {16, 3, 300}, {1, 300, 2}, {4, 3, 700}};
 enum { SHAPES = sizeof shapes / sizeof shapes[0] };
 
 static const sbn_dtype half_types[] = {SBN_DTYPE_BF16, SBN_DTYPE_F16};
@@ -788,6 +789,10 @@ static int64_t relu_layer_case(sbn_shape shape, uint64_t seed, enum relu_mode mo
     bad += differs("dx", shape.dtype, dx_fused, dx_sep, count);
     bad += differs("grad_weight", SBN_DTYPE_F32, sbn_bn_grad_weight(b), sbn_bn_grad_weight(a), C);
     bad += differs("grad_bias", SBN_DTYPE_F32, sbn_bn_grad_bias(b), sbn_bn_grad_bias(a), C);
+    /* In place, dx == dy, as a model runs it: the same bits. */
+    memcpy(dx_fused, d.dy, bytes - 1);
+    if (status_fails(&t, sbn_bn_backward(b, shape, d.x, dx_fused, dx_fused), "backward fused, dx == dy")) goto done;
+    bad += differs("dx (dx == dy)", shape.dtype, dx_fused, dx_sep, count);
     /* Parameter gradients only (dx NULL). */
     sbn_bn_zero_grad(a), sbn_bn_zero_grad(b);
     if (status_fails(&t, sbn_bn_backward(a, shape, d.x, masked, NULL), "backward plain, no dx") ||

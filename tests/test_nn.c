@@ -264,6 +264,62 @@ static void test_model_init_and_errors(void **state)
     assert_null(m);
 }
 
+/* A model with each BN -> ReLU fused gives the unfused model's logits,
+ * gradients and running statistics bit for bit, over training steps (with
+ * SGD between them) and an eval forward; switching back restores it. */
+static void test_fused_relu_model_is_bit_identical(void **state)
+{
+    (void)state;
+    for (int kind = SBN_MODEL_SEED; kind <= SBN_MODEL_CONVNET; kind++) {
+        sbn_model *plain, *fused;
+        assert_int_equal(sbn_model_create((sbn_model_kind)kind, 1, 12, 12, 4, SBN_NORM_BN, NULL, 7, &plain), SBN_OK);
+        assert_int_equal(sbn_model_create((sbn_model_kind)kind, 1, 12, 12, 4, SBN_NORM_BN, NULL, 7, &fused), SBN_OK);
+        assert_int_equal(sbn_model_set_fuse_relu(fused, true), SBN_OK);
+        assert_true(sbn_bn_get_options(sbn_model_bn(fused, 0)).fuse_relu);
+        const int64_t n = 6, params = sbn_model_parameter_count(plain);
+        float images[6 * 144], dlogits[6 * 4];
+        test_rng rng = {99};
+        test_fill_normal(&rng, images, n * 144, 0.3, 1.0);
+        test_fill_normal(&rng, dlogits, n * 4, 0.0, 1.0);
+        float *velocity[2] = {calloc((size_t)params, sizeof(float)), calloc((size_t)params, sizeof(float))};
+        assert_non_null(velocity[0]), assert_non_null(velocity[1]);
+        const sbn_sgd_options sgd = {.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4};
+        for (int step = 0; step < 3; step++) {
+            const float *a, *b;
+            sbn_model *models[2] = {plain, fused};
+            for (int k = 0; k < 2; k++) sbn_model_zero_grad(models[k]);
+            assert_int_equal(sbn_model_forward(plain, images, n, true, &a), SBN_OK);
+            assert_int_equal(sbn_model_forward(fused, images, n, true, &b), SBN_OK);
+            assert_memory_equal(a, b, (size_t)(n * 4) * sizeof(float));
+            assert_int_equal(sbn_model_backward(plain, dlogits), SBN_OK);
+            assert_int_equal(sbn_model_backward(fused, dlogits), SBN_OK);
+            assert_memory_equal(sbn_model_gradients(plain), sbn_model_gradients(fused), (size_t)params * sizeof(float));
+            for (int k = 0; k < 2; k++)
+                sbn_sgd_step(sbn_model_parameters(models[k]), velocity[k], sbn_model_gradients(models[k]), params, sgd,
+                             step == 0);
+        }
+        for (int layer = 0; layer < sbn_model_bn_count(plain); layer++) {
+            const int64_t c = sbn_bn_channels(sbn_model_bn(plain, layer));
+            assert_memory_equal(sbn_bn_running_mean(sbn_model_bn(plain, layer)),
+                                sbn_bn_running_mean(sbn_model_bn(fused, layer)), (size_t)c * sizeof(float));
+            assert_memory_equal(sbn_bn_running_var(sbn_model_bn(plain, layer)),
+                                sbn_bn_running_var(sbn_model_bn(fused, layer)), (size_t)c * sizeof(float));
+        }
+        const float *a, *b;
+        assert_int_equal(sbn_model_forward(plain, images, n, false, &a), SBN_OK);
+        assert_int_equal(sbn_model_forward(fused, images, n, false, &b), SBN_OK);
+        assert_memory_equal(a, b, (size_t)(n * 4) * sizeof(float));
+        assert_int_equal(sbn_model_set_fuse_relu(fused, false), SBN_OK); /* and back: statistics kept */
+        assert_false(sbn_bn_get_options(sbn_model_bn(fused, 0)).fuse_relu);
+        assert_int_equal(sbn_model_forward(fused, images, n, false, &b), SBN_OK);
+        assert_int_equal(sbn_model_forward(plain, images, n, false, &a), SBN_OK);
+        assert_memory_equal(a, b, (size_t)(n * 4) * sizeof(float));
+        assert_int_equal(sbn_model_set_fuse_relu(NULL, true), SBN_ERR_ARG);
+        sbn_model_destroy(plain), sbn_model_destroy(fused);
+        free(velocity[0]), free(velocity[1]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     golden_path = argc > 1 ? argv[1] : "tests/golden/nn_golden.json";
@@ -271,7 +327,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_models_match_pytorch), cmocka_unit_test(test_conv2d_against_direct),
         cmocka_unit_test(test_maxpool),              cmocka_unit_test(test_linear_against_direct),
         cmocka_unit_test(test_cross_entropy),        cmocka_unit_test(test_sgd_matches_torch_rule),
-        cmocka_unit_test(test_model_init_and_errors),
+        cmocka_unit_test(test_model_init_and_errors), cmocka_unit_test(test_fused_relu_model_is_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,7 +38,7 @@
  * Element types: x, y, dy, dx may be bfloat16 or float16 (shape.dtype) with
  * the float32 parameters and statistics above, as PyTorch's mixed-type
  * BatchNorm: values are widened exactly, statistics are the float64 ones,
- * and each output is within 1 ulp of its float64 value (rounded once).
+ * and each output is within 1 ulp of its float64 value.
  *
  * fuse_relu: the layer is BN followed by ReLU (relu(v) = v <= 0 ? 0 : v), in
  * the same passes: y is bit for bit what a separate ReLU would give, and

@@ -9,9 +9,10 @@
  *     come from `shape`.
  *   - Per-channel arrays hold shape.c values. Statistics are double: every
  *     per-channel sum is accumulated in double about a shift taken from the
- *     channel's own data, and x - mean is formed in double, so offset inputs
- *     (mean 1e4, spread 1e-2), constant channels (y == bias exactly) and
- *     values near 1e18 come out right.
+ *     channel's own data, and x - mean is formed against the double mean
+ *     split into two floats, so offset inputs (mean 1e4, spread 1e-2),
+ *     constant channels (y == bias exactly) and values near 1e18 come out
+ *     right.
  *   - "count" below is n*s, the number of values of one channel.
  *   - weight == NULL means 1 and bias == NULL means 0 (affine = false).
  *   - Outputs are overwritten, never accumulated into.
@@ -19,8 +20,12 @@
  *   - Non-finite inputs never crash: a NaN or Inf in a channel makes that
  *     channel's mean/m2 and outputs NaN (or Inf), other channels unaffected.
  *   - Results do not depend on the thread count beyond rounding.
- * Errors: SBN_ERR_ARG (NULL pointer, unknown layout, eps < 0 or NaN),
- *         SBN_ERR_SHAPE (bad sizes), SBN_ERR_NOMEM (scratch for channels-last).
+ * Errors: SBN_ERR_ARG (NULL pointer, unknown layout or dtype, eps < 0 or NaN),
+ *         SBN_ERR_SHAPE (bad sizes), SBN_ERR_NOMEM (per-channel scratch and
+ *         per-thread partial sums, O(threads x C)). After an error the outputs
+ *         are unspecified; a _relu training backward with dx == dy may have
+ *         replaced dy by its masked values when the error came after its
+ *         first pass (only SBN_ERR_NOMEM can).
  */
 #ifndef SYNCBN_KERNELS_H
 #define SYNCBN_KERNELS_H
@@ -35,8 +40,9 @@ extern "C" {
 /* Activation tensors (x, y, dy, dx) hold shape.dtype elements (shape.h):
  * float32, or bfloat16/float16 bits. For the 16-bit types every value is
  * widened exactly, the sums are taken as for float32, and each output is
- * the float64 result rounded once to the type (within 1 ulp of it: see
- * README, "Mixed precision"); float16 outputs past 65504 become +-inf. */
+ * within 1 ulp of the float64 result in the type (a float result rounded to
+ * the type; see README, "bfloat16 and float16 activations"); float16 outputs
+ * of 65520 and beyond become +-inf, as a conversion from float does. */
 
 /* mean[c] = sum(x)/count and m2[c] = sum((x - mean[c])^2) over channel c.
  * An empty channel (count 0) gives mean 0, m2 0. */
@@ -47,8 +53,7 @@ SBN_API sbn_status sbn_kernel_normalize(void *y, sbn_shape shape, const void *x,
                                         const double *invstd, const float *weight, const float *bias);
 
 /* Training forward in one call: channel statistics, invstd[c] = 1/sqrt(m2[c]/count + eps),
- * then normalize, with each channel's data still in cache for the second pass
- * (channels-first). Needs count >= 1. mean, m2, invstd are outputs. */
+ * then normalize. Needs count >= 1. mean, m2, invstd are outputs. */
 SBN_API sbn_status sbn_kernel_forward_train(void *y, double *mean, double *m2, double *invstd, sbn_shape shape,
                                             const void *x, const float *weight, const float *bias, double eps);
 
@@ -67,7 +72,8 @@ SBN_API sbn_status sbn_kernel_backward_apply(void *dx, sbn_shape shape, const vo
                                              const double *mean_dy, const double *mean_dy_xmu);
 
 /* Training backward in one call: backward_reduce, then (if dx != NULL)
- * backward_apply with mean_dy = sum_dy/count, channel data still in cache. */
+ * backward_apply with mean_dy = sum_dy/count (a channel at a time, its data
+ * still in cache, where the planes are long). */
 SBN_API sbn_status sbn_kernel_backward_train(void *dx, double *sum_dy, double *sum_dy_xmu, sbn_shape shape,
                                              const void *x, const void *dy, const double *mean,
                                              const double *invstd, const float *weight);

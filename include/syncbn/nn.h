@@ -95,7 +95,9 @@ SBN_API sbn_status sbn_model_convert_sync_batchnorm(sbn_model *model, sbn_comm *
 /* Runs each BN -> ReLU pair as one BN layer with fuse_relu (bn.h): the same
  * bits in every output, gradient and running statistic, one pass less over
  * the activations each way. Off for a new model. Keeps parameters, running
- * statistics and the communicator. */
+ * statistics and the communicator. On a SyncBN model the layers are created
+ * anew on the communicator: call it on every rank, as the conversion. On
+ * error (SBN_ERR_NOMEM) the model is unchanged. */
 SBN_API sbn_status sbn_model_set_fuse_relu(sbn_model *model, bool fuse);
 
 /* All trainable parameters in one flat block, gradients in another of the

@@ -13,13 +13,16 @@
  * (Sterbenz), which is where cancellation would otherwise hurt (offset
  * inputs); elsewhere its rounding is below that of the float result.
  *
- * Memory. Channels-first (NCS, s > 1): one channel's n*s values are handled
- * by one thread from start to end, and each thread takes a contiguous run of
- * channels (neighbouring channels share cache lines where s*4 is not a
- * multiple of 64, so interleaving them across threads would false-share), so the second pass of a fused call reads
- * them from cache. Channels-last (NSC, and NCS with s == 1, which is the same
- * memory): rows of c values, split across threads by rows; per-thread partial
- * sums share the shift, so combining them is a plain addition in thread order.
+ * Memory. Channels-first (NCS, s > 1): the elementwise passes stream the
+ * (sample, channel) planes in memory order, split across threads; the sums
+ * go channel by channel (a thread per run of channels) for long planes and
+ * plane by plane into per-thread partials for short ones (see "short
+ * planes"); the training backward keeps a channel's data in cache between
+ * its two passes only for long float32 planes. Channels-last (NSC, and NCS
+ * with s == 1, which is the same memory): rows of c values, split across
+ * threads by rows and handled in tiles of whole rows; per-thread partial
+ * sums share the shift, so combining them is a plain addition in thread
+ * order. Every split uses the threads OpenMP granted, not those asked for.
  *
  * Element types. Every loop works on runs of float values: a float32 tensor
  * is read and written in place; a 16-bit one is widened a run of at most
@@ -381,10 +384,6 @@ static void add_gradient_sums(double *a, double *b, const float *x, const float 
 
 /* Reads `count` values of x and dy from `first` (one channel c); with ReLU,
  * dy comes back masked in masked_buf. */
-/* With ReLU, dy is masked into a buffer first, from the forward's output
- * recomputed (and for a 16-bit type narrowed as the forward narrowed it).
- * When the call has gated_dy, the masked values are also stored there, so
- * that a following apply pass reads them instead of recomputing. */
 static bool masks_into_buffer(const bn_call *call) { return call->relu; }
 
 /* Where the masked dy of values [first, ...) goes: straight into gated_dy
@@ -402,6 +401,11 @@ static void store_gated(const bn_call *call, int64_t first, const float *masked,
         elements_from_float(call->gated_dy, call->shape.dtype, first, masked, count);
 }
 
+/* Values [first, first + count) of dy as floats. With ReLU, dy is masked
+ * into a buffer first, from the forward's output recomputed (and for a
+ * 16-bit type narrowed as the forward narrowed it); when the call has
+ * gated_dy, the masked values are also stored there, so that a following
+ * apply pass reads them instead of recomputing. */
 static const float *read_dy_run(float *dy_buf, float *masked_buf, const float *xv, const bn_call *call,
                                 const void *dy, int64_t c, int64_t first, int64_t count)
 {
@@ -1092,11 +1096,16 @@ static sbn_status backward_train_pass(void *dx, double *sum_dy, double *sum_dy_x
         return SBN_OK;
     }
     /* Otherwise two passes in memory order (short planes are strided blocks
-     * channel by channel; 16-bit runs gain nothing from the cache there). */
+     * channel by channel; 16-bit runs gain nothing from the cache there).
+     * The means are allocated first: a failure after the reduce pass has
+     * stored the masked dy in dx would leave dx (maybe dy) changed. */
+    double *means = dx ? malloc(2 * (size_t)shape.c * sizeof *means + 1) : NULL;
+    if (dx && !means) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel means", (long long)shape.c);
     sbn_status st = backward_reduce_pass(sum_dy, sum_dy_xmu, call, x, dy);
-    if (st != SBN_OK || !dx) return st;
-    double *means = malloc(2 * (size_t)shape.c * sizeof *means + 1);
-    if (!means) return sbn_fail(SBN_ERR_NOMEM, "no memory for %lld channel means", (long long)shape.c);
+    if (st != SBN_OK || !dx) {
+        free(means);
+        return st;
+    }
     for (int64_t c = 0; c < shape.c; c++) {
         means[c] = sum_dy[c] / (double)count;
         means[shape.c + c] = sum_dy_xmu[c] / (double)count;

@@ -148,24 +148,33 @@ static void copy_channels(float *to, const float *from, int64_t channels)
 
 /* Recreates every BN layer over comm with fuse_relu as given, keeping its
  * options, running statistics and count (parameters live in the model's
- * block). A layer that cannot be created leaves the earlier ones converted:
- * the only failure is SBN_ERR_NOMEM. */
+ * block). All new layers are made before any old one goes: on failure
+ * (SBN_ERR_NOMEM) the model is unchanged. */
 static sbn_status rebuild_bn_layers(sbn_model *m, sbn_comm *comm, bool fuse_relu)
 {
+    sbn_bn *made[MAX_LAYERS] = {0};
+    sbn_status st = SBN_OK;
+    for (int k = 0; st == SBN_OK && k < m->layer_count; k++) {
+        const layer *l = &m->layers[k];
+        if (l->kind != LAYER_BN) continue;
+        sbn_bn_options options = sbn_bn_get_options(l->bn);
+        options.fuse_relu = fuse_relu && k + 1 < m->layer_count && m->layers[k + 1].kind == LAYER_RELU;
+        st = sbn_bn_create(l->out_c, &options, comm, &made[k]);
+    }
     for (int k = 0; k < m->layer_count; k++) {
         layer *l = &m->layers[k];
-        if (l->kind != LAYER_BN) continue;
-        sbn_bn *old = l->bn, *converted;
-        sbn_bn_options options = sbn_bn_get_options(old);
-        options.fuse_relu = fuse_relu && k + 1 < m->layer_count && m->layers[k + 1].kind == LAYER_RELU;
-        sbn_status st = sbn_bn_create(l->out_c, &options, comm, &converted);
-        if (st != SBN_OK) return st;
-        copy_channels(sbn_bn_running_mean(converted), sbn_bn_running_mean(old), l->out_c); /* NULL: untracked */
-        copy_channels(sbn_bn_running_var(converted), sbn_bn_running_var(old), l->out_c);
-        sbn_bn_set_num_batches_tracked(converted, sbn_bn_num_batches_tracked(old));
-        sbn_bn_destroy(old);
-        l->bn = converted;
+        if (!made[k]) continue;
+        if (st != SBN_OK) {
+            sbn_bn_destroy(made[k]);
+            continue;
+        }
+        copy_channels(sbn_bn_running_mean(made[k]), sbn_bn_running_mean(l->bn), l->out_c); /* NULL: untracked */
+        copy_channels(sbn_bn_running_var(made[k]), sbn_bn_running_var(l->bn), l->out_c);
+        sbn_bn_set_num_batches_tracked(made[k], sbn_bn_num_batches_tracked(l->bn));
+        sbn_bn_destroy(l->bn);
+        l->bn = made[k];
     }
+    if (st != SBN_OK) return st;
     m->bn_comm = comm;
     m->fuse_relu = fuse_relu;
     m->has_forward = false;
