@@ -653,22 +653,30 @@ static sbn_status row_partials_alloc(double **partial, int64_t rows, const row_c
     return partials_alloc(partial, *threads, partial_stride(k));
 }
 
-/* first[c], second[c] = the partial sums of channel c (every tile copy of
- * it) of the `threads` threads that ran, added in thread then copy order;
- * then frees them. */
-static void row_partials_sum(double *first, double *second, double *partial, int threads, const row_coefficients *k)
+/* first[c], second[c] = the partial sums of channel c of the `threads`
+ * threads that ran, added in thread then entry order: each thread holds
+ * `length` first sums (entry p for channel p % channels) then as many second
+ * sums, pair_stride(length) doubles from the next thread's. */
+static void sum_partials(double *first, double *second, const double *partial, int threads, int64_t channels,
+                         int64_t length)
 {
-    const size_t length = (size_t)k->length, stride = partial_stride(k);
-    for (int64_t c = 0; c < k->channels; c++) {
+    const size_t stride = pair_stride(length);
+    for (int64_t c = 0; c < channels; c++) {
         double a = 0.0, b = 0.0;
         for (int t = 0; t < threads; t++)
-            for (int64_t p = c; p < k->length; p += k->channels) {
+            for (int64_t p = c; p < length; p += channels) {
                 a += partial[(size_t)t * stride + (size_t)p];
-                b += partial[(size_t)t * stride + length + (size_t)p];
+                b += partial[(size_t)t * stride + (size_t)length + (size_t)p];
             }
         first[c] = a;
         second[c] = b;
     }
+}
+
+/* sum_partials over a tiled call's entries (every tile copy of a channel), then frees them. */
+static void row_partials_sum(double *first, double *second, double *partial, int threads, const row_coefficients *k)
+{
+    sum_partials(first, second, partial, threads, k->channels, k->length);
     free(partial);
 }
 
@@ -905,21 +913,6 @@ static void add_plane_gradient_sums(double *sum_a, double *sum_b, const float *x
     *sum_a += a, *sum_b += b;
 }
 
-/* first[c], second[c] = the partials of channel c, added in thread order. A
- * thread's block holds C first sums, then C second sums. */
-static void plane_partials_sum(double *first, double *second, const double *partial, int threads, int64_t channels)
-{
-    const size_t stride = pair_stride(channels);
-    for (int64_t c = 0; c < channels; c++) {
-        double a = 0.0, b = 0.0;
-        for (int t = 0; t < threads; t++) {
-            a += partial[(size_t)t * stride + (size_t)c];
-            b += partial[(size_t)t * stride + (size_t)channels + (size_t)c];
-        }
-        first[c] = a, second[c] = b;
-    }
-}
-
 static sbn_status ncs_plane_stats(double *mean, double *m2, sbn_shape shape, const void *x)
 {
     const int threads = omp_get_max_threads();
@@ -951,7 +944,7 @@ static sbn_status ncs_plane_stats(double *mean, double *m2, sbn_shape shape, con
                 j += run;
             }
     }
-    plane_partials_sum(mean, m2, partial, granted, shape.c); /* s1 in mean, s2 in m2 */
+    sum_partials(mean, m2, partial, granted, shape.c, shape.c); /* s1 in mean, s2 in m2 */
     const int64_t count = shape.n * shape.s;
     for (int64_t c = 0; c < shape.c; c++) {
         const double s1 = mean[c], s2 = m2[c];
@@ -989,7 +982,7 @@ static sbn_status ncs_plane_backward_reduce(double *sum_dy, double *sum_dy_xmu, 
                 j += run;
             }
     }
-    plane_partials_sum(sum_dy, sum_dy_xmu, partial, granted, shape.c);
+    sum_partials(sum_dy, sum_dy_xmu, partial, granted, shape.c, shape.c);
     free(partial);
     return SBN_OK;
 }
